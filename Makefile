@@ -1,0 +1,39 @@
+GO ?= go
+BIN := bin
+
+.PHONY: all build test test-unit test-integration test-race verify update demo clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# Everything: unit tests, integration tests on a real in-process
+# kube-apiserver, and the race detector on the packages with concurrency.
+test:
+	$(GO) test -count=1 ./...
+	$(MAKE) test-race
+
+test-unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
+
+test-integration:
+	$(GO) test -count=1 ./test/...
+
+test-race:
+	$(GO) test -count=1 -race ./pkg/compliance/...
+
+verify:
+	hack/verify.sh
+
+update:
+	hack/update-replace.sh
+	hack/update-codegen.sh
+
+# The sandbox: a whole control plane in this process runs a scenario and
+# prints where each pod landed and why.
+demo:
+	$(GO) run ./cmd/locus-sandbox --scenario examples/scenarios/compliance.yaml
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,29 @@
+package v1alpha1
+
+// Annotations that pods and namespaces use to talk to locus.
+const (
+	// AnnotationCompliance lists the standards a pod needs, comma separated,
+	// each a lowercase DNS label ("pci-dss,hipaa"). Set on a pod or its
+	// namespace; the pod's effective requirements are the union of both.
+	AnnotationCompliance = "locus.dev/compliance"
+	// AnnotationDataResidency names the region group (a key of the Compliance
+	// plugin's residency args) that a pod must stay in.
+	AnnotationDataResidency = "locus.dev/data-residency"
+	// AnnotationDatasets lists the Datasets (in the pod's namespace) a pod reads.
+	AnnotationDatasets = "locus.dev/datasets"
+	// AnnotationLocalityWait is how long a pod waits for a node near its data.
+	AnnotationLocalityWait = "locus.dev/locality-wait"
+)
+
+// Event reasons that locus records. They are constants so that users can
+// select events by reason.
+const (
+	// EventReasonCompliantPlacement audits a regulated pod's placement.
+	EventReasonCompliantPlacement = "CompliantPlacement"
+	// EventReasonQuotaExceeded says that a pod waits for its namespace's quota.
+	EventReasonQuotaExceeded = "QuotaExceeded"
+	// EventReasonGangTimeout says that a gang did not assemble in time.
+	EventReasonGangTimeout = "GangTimeout"
+	// EventReasonDatasetNotFound says that a pod names a Dataset that does not exist.
+	EventReasonDatasetNotFound = "DatasetNotFound"
+)

@@ -1,0 +1,188 @@
+package compliance
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
+	"locus.dev/locus/pkg/metrics"
+)
+
+// dateLayout is the layout of a certification label's expiry date.
+const dateLayout = "2006-01-02"
+
+// Requirements are a pod's effective compliance requirements: the union of
+// its own and its namespace's standards, and at most one residency group.
+type Requirements struct {
+	// Standards is sorted and free of duplicates.
+	Standards []string
+	// Residency is the residency group, "" for none.
+	Residency string
+	// Regions are the regions of the residency group.
+	Regions sets.Set[string]
+}
+
+// Empty reports whether the pod has no requirement at all.
+func (r *Requirements) Empty() bool {
+	return len(r.Standards) == 0 && r.Residency == ""
+}
+
+// ParseRequirements computes the effective requirements of a pod in a
+// namespace (ns may be nil when no namespace annotations apply). An error
+// names the bad value; a pod with such an error must not be placed.
+func ParseRequirements(pod *v1.Pod, ns *v1.Namespace, residency map[string][]string) (*Requirements, error) {
+	var nsAnn map[string]string
+	if ns != nil {
+		nsAnn = ns.Annotations
+	}
+	standards := sets.New[string]()
+	for _, src := range []struct {
+		what string
+		ann  map[string]string
+	}{{"pod", pod.Annotations}, {"namespace", nsAnn}} {
+		value, ok := src.ann[locusv1alpha1.AnnotationCompliance]
+		if !ok {
+			continue
+		}
+		for _, s := range strings.Split(value, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" {
+				continue
+			}
+			if errs := validation.IsDNS1123Label(s); len(errs) != 0 {
+				return nil, fmt.Errorf("invalid standard %q in %s annotation %s: must be a lowercase DNS label such as pci-dss",
+					s, src.what, locusv1alpha1.AnnotationCompliance)
+			}
+			standards.Insert(s)
+		}
+	}
+	req := &Requirements{Standards: sets.List(standards)}
+
+	podGroup, podHas := pod.Annotations[locusv1alpha1.AnnotationDataResidency]
+	nsGroup, nsHas := nsAnn[locusv1alpha1.AnnotationDataResidency]
+	podGroup, nsGroup = strings.TrimSpace(podGroup), strings.TrimSpace(nsGroup)
+	switch {
+	case podHas && nsHas && podGroup != nsGroup:
+		return nil, fmt.Errorf("conflicting %s: pod says %q, namespace %s says %q",
+			locusv1alpha1.AnnotationDataResidency, podGroup, pod.Namespace, nsGroup)
+	case podHas:
+		req.Residency = podGroup
+	case nsHas:
+		req.Residency = nsGroup
+	}
+	if podHas || nsHas {
+		regions, ok := residency[req.Residency]
+		if !ok {
+			known := make([]string, 0, len(residency))
+			for g := range residency {
+				known = append(known, g)
+			}
+			sort.Strings(known)
+			return nil, fmt.Errorf("unknown data residency group %q in %s (known: %s)",
+				req.Residency, locusv1alpha1.AnnotationDataResidency, strings.Join(known, ", "))
+		}
+		req.Regions = sets.New(regions...)
+	}
+	return req, nil
+}
+
+// CertState is what a node's label says about one standard.
+type CertState int
+
+const (
+	// CertMissing means the node has no label for the standard.
+	CertMissing CertState = iota
+	// CertValid means "true" or an expiry date not yet passed.
+	CertValid
+	// CertExpired means an expiry date in the past.
+	CertExpired
+	// CertInvalid means a value that is neither "true" nor a date.
+	CertInvalid
+)
+
+// Certification reads the certification of a node for one standard, at now.
+// A date is valid through the end of that day, UTC. It returns the label
+// value as well, for reasons and audit events.
+func Certification(nodeLabels map[string]string, labelPrefix, standard string, now time.Time) (CertState, string) {
+	value, ok := nodeLabels[labelPrefix+standard]
+	if !ok {
+		return CertMissing, ""
+	}
+	return certificationValue(value, now), value
+}
+
+func certificationValue(value string, now time.Time) CertState {
+	if value == "true" {
+		return CertValid
+	}
+	day, err := time.Parse(dateLayout, value)
+	if err != nil {
+		return CertInvalid
+	}
+	if now.UTC().Before(day.AddDate(0, 0, 1)) {
+		return CertValid
+	}
+	return CertExpired
+}
+
+// ValidCertifications counts the standards a node holds a valid certification
+// for, leaving out those in skip.
+func ValidCertifications(nodeLabels map[string]string, labelPrefix string, skip []string, now time.Time) int {
+	n := 0
+	for key, value := range nodeLabels {
+		std, ok := strings.CutPrefix(key, labelPrefix)
+		if !ok || contains(skip, std) {
+			continue
+		}
+		if certificationValue(value, now) == CertValid {
+			n++
+		}
+	}
+	return n
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Violation is the first requirement a node fails, or nil.
+type Violation struct {
+	// Standard is the standard, or the residency group for Reason residency.
+	Standard string
+	// Kind is one of the metrics reject reasons: missing, expired, invalid, residency.
+	Kind string
+	// Message is the short, user-facing reason.
+	Message string
+}
+
+// Check returns the first requirement that the node fails, or nil.
+func (r *Requirements) Check(node *v1.Node, labelPrefix string, now time.Time) *Violation {
+	for _, std := range r.Standards {
+		state, value := Certification(node.Labels, labelPrefix, std, now)
+		switch state {
+		case CertValid:
+			continue
+		case CertMissing:
+			return &Violation{Standard: std, Kind: metrics.RejectMissing, Message: fmt.Sprintf(ErrReasonMissingFmt, std)}
+		case CertExpired:
+			return &Violation{Standard: std, Kind: metrics.RejectExpired, Message: fmt.Sprintf(ErrReasonExpiredFmt, std, value)}
+		default:
+			return &Violation{Standard: std, Kind: metrics.RejectInvalid, Message: fmt.Sprintf(ErrReasonInvalidFmt, std, value)}
+		}
+	}
+	if r.Residency != "" && !r.Regions.Has(node.Labels[v1.LabelTopologyRegion]) {
+		return &Violation{Standard: r.Residency, Kind: metrics.RejectResidency, Message: fmt.Sprintf(ErrReasonResidencyFmt, r.Residency)}
+	}
+	return nil
+}

@@ -1,0 +1,51 @@
+// Package metrics defines locus's own metrics. They are registered in
+// component-base's legacy registry, so the scheduler's /metrics endpoint
+// serves them beside kube-scheduler's.
+package metrics
+
+import (
+	"sync"
+
+	"k8s.io/component-base/metrics"
+	"k8s.io/component-base/metrics/legacyregistry"
+)
+
+const namespace = "locus"
+
+// Reasons of compliance rejections, the "reason" label.
+const (
+	RejectMissing   = "missing"
+	RejectExpired   = "expired"
+	RejectResidency = "residency"
+	RejectInvalid   = "invalid"
+)
+
+var (
+	// ComplianceRejections counts nodes (or, with reason "invalid", pods)
+	// rejected by the Compliance plugin.
+	ComplianceRejections = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace:      namespace,
+		Subsystem:      "compliance",
+		Name:           "rejections_total",
+		Help:           "Filter rejections by the Compliance plugin, by standard and reason (missing, expired, residency, invalid).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"standard", "reason"})
+
+	// CompliancePlacements counts regulated pods bound, per standard.
+	CompliancePlacements = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace:      namespace,
+		Subsystem:      "compliance",
+		Name:           "placements_total",
+		Help:           "Regulated pods bound to a certified node, by standard.",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"standard"})
+
+	registerOnce sync.Once
+)
+
+// Register registers locus's metrics once per process.
+func Register() {
+	registerOnce.Do(func() {
+		legacyregistry.MustRegister(ComplianceRejections, CompliancePlacements)
+	})
+}

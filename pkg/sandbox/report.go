@@ -1,0 +1,122 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
+)
+
+// Placement is where one pod landed, or why it waits.
+type Placement struct {
+	Pod       string
+	Scheduler string
+	Node      string
+	Why       string
+}
+
+// settled reports whether every pod is bound or was found unschedulable.
+func settled(pods []v1.Pod) bool {
+	for _, p := range pods {
+		if p.Spec.NodeName != "" {
+			continue
+		}
+		if c := scheduledCondition(&p); c == nil || c.Status != v1.ConditionFalse {
+			return false
+		}
+	}
+	return true
+}
+
+func scheduledCondition(p *v1.Pod) *v1.PodCondition {
+	for i := range p.Status.Conditions {
+		if p.Status.Conditions[i].Type == v1.PodScheduled {
+			return &p.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// WaitAndReport waits until every pod is bound or unschedulable (at most
+// timeout), then reads each pod's placement and the scheduler's reason.
+func WaitAndReport(ctx context.Context, client kubernetes.Interface, timeout time.Duration) ([]Placement, error) {
+	var pods []v1.Pod
+	_ = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		list, err := client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		pods = list.Items
+		return settled(pods), nil
+	})
+	// PostBind events are recorded asynchronously; give them a moment.
+	time.Sleep(time.Second)
+	events, err := client.EventsV1().Events(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	byPod := map[string][]eventsv1.Event{}
+	for _, e := range events.Items {
+		if e.Regarding.Kind == "Pod" {
+			key := e.Regarding.Namespace + "/" + e.Regarding.Name
+			byPod[key] = append(byPod[key], e)
+		}
+	}
+	var out []Placement
+	for i := range pods {
+		p := &pods[i]
+		key := p.Namespace + "/" + p.Name
+		pl := Placement{Pod: key, Scheduler: p.Spec.SchedulerName, Node: p.Spec.NodeName}
+		if pl.Node == "" {
+			pl.Node = "<pending>"
+			if c := scheduledCondition(p); c != nil {
+				pl.Why = c.Message
+			} else {
+				pl.Why = "not tried yet"
+			}
+		} else {
+			pl.Why = placementReason(byPod[key])
+		}
+		out = append(out, pl)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Pod < out[j].Pod })
+	return out, nil
+}
+
+// placementReason prefers locus's audit note over the generic Scheduled event.
+func placementReason(events []eventsv1.Event) string {
+	var why []string
+	for _, reason := range []string{locusv1alpha1.EventReasonCompliantPlacement, "Scheduled"} {
+		for _, e := range events {
+			if e.Reason == reason {
+				why = append(why, e.Note)
+				break
+			}
+		}
+		if len(why) > 0 {
+			break
+		}
+	}
+	return strings.Join(why, "; ")
+}
+
+// Print writes the placements as a table.
+func Print(w io.Writer, placements []Placement) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POD\tSCHEDULER\tNODE\tWHY")
+	for _, p := range placements {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Pod, p.Scheduler, p.Node, p.Why)
+	}
+	_ = tw.Flush()
+}
