@@ -1,10 +1,14 @@
 package plugins
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
+	schedulerserverconfig "k8s.io/kubernetes/cmd/kube-scheduler/app/config"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+	"k8s.io/kubernetes/pkg/scheduler"
 )
 
 // NewSchedulerCommand is kube-scheduler's command with locus's plugins
@@ -36,4 +40,13 @@ func ValidateConfigFile(path string) error {
 		return err
 	}
 	return ValidateConfig(cfg)
+}
+
+// Setup is kube-scheduler's app.Setup with locus's plugins, preceded by the
+// same args validation as the command: what the binary does up to Run.
+func Setup(ctx context.Context, opts *options.Options) (*schedulerserverconfig.CompletedConfig, *scheduler.Scheduler, error) {
+	if err := ValidateConfigFile(opts.ConfigFile); err != nil {
+		return nil, nil, err
+	}
+	return app.Setup(ctx, opts, AppOptions()...)
 }
