@@ -11,8 +11,9 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -22,7 +23,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"locus.dev/locus/apis/config"
-	"locus.dev/locus/apis/config/validation"
+	configvalidation "locus.dev/locus/apis/config/validation"
 	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
 	"locus.dev/locus/pkg/metrics"
 )
@@ -71,7 +72,7 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 	if !ok {
 		return nil, fmt.Errorf("want args of type ComplianceArgs, got %T", obj)
 	}
-	if err := validation.ValidateComplianceArgs(nil, args); err != nil {
+	if err := configvalidation.ValidateComplianceArgs(nil, args); err != nil {
 		return nil, err
 	}
 	metrics.Register()
@@ -93,7 +94,57 @@ func (pl *Compliance) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWit
 	return []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeLabel}, QueueingHintFn: pl.isSchedulableAfterNodeChange},
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Update}, QueueingHintFn: pl.isSchedulableAfterPodUpdate},
+		{Event: fwk.ClusterEvent{Resource: namespacesGVK, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: pl.isSchedulableAfterNamespaceChange},
 	}, nil
+}
+
+// namespacesGVK makes the framework watch namespaces through its dynamic
+// informers (<resource>.<version>.<group>, the core group being empty).
+const namespacesGVK fwk.EventResource = "namespaces.v1."
+
+// isSchedulableAfterNamespaceChange queues the pod when its namespace
+// appears or its compliance annotations change.
+func (pl *Compliance) isSchedulableAfterNamespaceChange(logger klog.Logger, pod *v1.Pod, oldObj, newObj interface{}) (fwk.QueueingHint, error) {
+	oldNS, err := asNamespace(oldObj)
+	if err != nil {
+		return fwk.Queue, err
+	}
+	newNS, err := asNamespace(newObj)
+	if err != nil {
+		return fwk.Queue, err
+	}
+	if newNS == nil || newNS.Name != pod.Namespace {
+		return fwk.QueueSkip, nil
+	}
+	if oldNS == nil {
+		return fwk.Queue, nil
+	}
+	for _, key := range []string{locusv1alpha1.AnnotationCompliance, locusv1alpha1.AnnotationDataResidency} {
+		if oldNS.Annotations[key] != newNS.Annotations[key] {
+			logger.V(4).Info("namespace's compliance annotations changed", "pod", klog.KObj(pod), "namespace", newNS.Name, "annotation", key)
+			return fwk.Queue, nil
+		}
+	}
+	return fwk.QueueSkip, nil
+}
+
+// asNamespace reads a namespace from a typed or unstructured object (dynamic
+// informers deliver unstructured ones); nil stays nil.
+func asNamespace(obj interface{}) (*v1.Namespace, error) {
+	switch o := obj.(type) {
+	case nil:
+		return nil, nil
+	case *v1.Namespace:
+		return o, nil
+	case *unstructured.Unstructured:
+		ns := &v1.Namespace{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, ns); err != nil {
+			return nil, err
+		}
+		return ns, nil
+	default:
+		return nil, fmt.Errorf("want a Namespace, got %T", obj)
+	}
 }
 
 // isSchedulableAfterNodeChange queues the pod when a node that did not meet
@@ -141,13 +192,25 @@ func (pl *Compliance) isSchedulableAfterPodUpdate(logger klog.Logger, pod *v1.Po
 }
 
 // requirements reads the pod's effective requirements from the pod and its
-// namespace, both from informer caches.
+// namespace, both from informer caches. A namespace not yet in the cache is
+// an error, not an empty set of requirements: failing closed keeps a pod
+// from escaping its namespace's requirements.
 func (pl *Compliance) requirements(pod *v1.Pod) (*Requirements, error) {
 	ns, err := pl.nsLister.Get(pod.Namespace)
-	if err != nil && !apierrors.IsNotFound(err) {
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the compliance requirements of namespace %s: %w", pod.Namespace, err)
+	}
+	req, err := ParseRequirements(pod, ns, pl.args.Residency)
+	if err != nil {
 		return nil, err
 	}
-	return ParseRequirements(pod, ns, pl.args.Residency)
+	for _, std := range req.Standards {
+		if errs := validation.IsQualifiedName(pl.args.CertificationLabelPrefix + std); len(errs) != 0 {
+			return nil, fmt.Errorf("invalid standard %q in %s: %s%s is not a valid label key",
+				std, locusv1alpha1.AnnotationCompliance, pl.args.CertificationLabelPrefix, std)
+		}
+	}
+	return req, nil
 }
 
 // preFilterState is what Filter needs for one pod, computed once.
@@ -253,7 +316,7 @@ func (pl *Compliance) PostBind(ctx context.Context, cycleState fwk.CycleState, p
 		labels = ni.Node().Labels
 	}
 	note := AuditNote(s.req, nodeName, labels, pl.args.CertificationLabelPrefix)
-	pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeNormal, locusv1alpha1.EventReasonCompliantPlacement, "Scheduled", note)
+	pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeNormal, locusv1alpha1.EventReasonCompliantPlacement, "Scheduled", "%s", note)
 	for _, std := range s.req.Standards {
 		metrics.CompliancePlacements.WithLabelValues(std).Inc()
 	}
