@@ -17,7 +17,7 @@ hack/update-replace.sh --verify || fail=1
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 tar --exclude=./bin --exclude=./.git -cf - . | tar -C "$scratch" -xf -
-(cd "$scratch" && hack/update-codegen.sh >/dev/null)
+(cd "$scratch" && hack/update-codegen.sh >/dev/null && hack/update-crds.sh >/dev/null)
 for f in $(cd "$scratch" && find . -name 'zz_generated.*.go' -o -path './manifests/crds/*.yaml' -o -path './pkg/generated/*' -type f); do
   if ! cmp -s "$scratch/$f" "$f"; then
     echo "generated file is stale: $f (run hack/update-codegen.sh)" >&2
