@@ -12,6 +12,14 @@ import (
 
 const namespace = "locus"
 
+// Locality levels, the "level" label of LocalityPlacements.
+const (
+	LevelNode   = "node"
+	LevelZone   = "zone"
+	LevelRegion = "region"
+	LevelNone   = "none"
+)
+
 // Reasons of compliance rejections, the "reason" label.
 const (
 	RejectMissing   = "missing"
@@ -40,12 +48,22 @@ var (
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"standard"})
 
+	// LocalityPlacements counts pods that read data (Datasets or bound
+	// volumes) when they are bound, by the locality level achieved.
+	LocalityPlacements = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace:      namespace,
+		Subsystem:      "locality",
+		Name:           "placements_total",
+		Help:           "Pods that read data, bound by locus, by the locality level achieved (node, zone, region, none).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"level"})
+
 	registerOnce sync.Once
 )
 
 // Register registers locus's metrics once per process.
 func Register() {
 	registerOnce.Do(func() {
-		legacyregistry.MustRegister(ComplianceRejections, CompliancePlacements)
+		legacyregistry.MustRegister(ComplianceRejections, CompliancePlacements, LocalityPlacements)
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"locus.dev/locus/manifests"
+	"locus.dev/locus/pkg/plugins"
 )
 
 // Env is a control plane with two schedulers beside each other, as in a real
@@ -18,11 +19,15 @@ type Env struct {
 	Locus   *Scheduler
 }
 
-// Start brings up the control plane and both schedulers. locusConfig is a
+// Start brings up the control plane with locus's CRDs installed, and both
+// schedulers. locusConfig is a
 // KubeSchedulerConfiguration; nil means manifests/base/scheduler-config.yaml.
 func Start(ctx context.Context, t TB, locusConfig []byte) *Env {
 	t.Helper()
 	cp := StartControlPlane(t, Options{})
+	if err := InstallCRDs(ctx, cp.Config); err != nil {
+		t.Fatalf("installing CRDs: %v", err)
+	}
 	env := &Env{ControlPlane: cp}
 	var err error
 	if env.Dynamic, err = dynamic.NewForConfig(cp.Config); err != nil {
@@ -44,7 +49,7 @@ func (e *Env) StartScheduler(ctx context.Context, t TB, config []byte) *Schedule
 	if err != nil {
 		t.Fatalf("scheduler config: %v", err)
 	}
-	s, err := StartScheduler(ctx, cfg, e.Client, e.Dynamic)
+	s, err := StartSchedulerWithKubeConfig(ctx, cfg, e.Config, e.Client, e.Dynamic, plugins.Registry())
 	if err != nil {
 		t.Fatalf("%v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/kubernetes/pkg/scheduler"
 	schedconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
@@ -76,6 +77,14 @@ func StartScheduler(ctx context.Context, cfg *schedconfig.KubeSchedulerConfigura
 
 // StartSchedulerWithRegistry is StartScheduler with another out-of-tree registry.
 func StartSchedulerWithRegistry(ctx context.Context, cfg *schedconfig.KubeSchedulerConfiguration, client kubernetes.Interface, dyn dynamic.Interface, registry frameworkruntime.Registry) (*Scheduler, error) {
+	return StartSchedulerWithKubeConfig(ctx, cfg, nil, client, dyn, registry)
+}
+
+// StartSchedulerWithKubeConfig is StartSchedulerWithRegistry that also gives
+// plugins the rest config that the clients were built from
+// (handle.KubeConfig(), as kube-scheduler does): plugins that read custom
+// resources, such as DataLocality, need it.
+func StartSchedulerWithKubeConfig(ctx context.Context, cfg *schedconfig.KubeSchedulerConfiguration, kubeConfig *rest.Config, client kubernetes.Interface, dyn dynamic.Interface, registry frameworkruntime.Registry) (*Scheduler, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	informerFactory := scheduler.NewInformerFactory(client, 0)
 	dynInformerFactory := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
@@ -85,6 +94,7 @@ func StartSchedulerWithRegistry(ctx context.Context, cfg *schedconfig.KubeSchedu
 		profile.NewRecorderFactory(broadcaster),
 		scheduler.WithProfiles(cfg.Profiles...),
 		scheduler.WithFrameworkOutOfTreeRegistry(registry),
+		scheduler.WithKubeConfig(kubeConfig),
 		scheduler.WithParallelism(cfg.Parallelism),
 		scheduler.WithPercentageOfNodesToScore(cfg.PercentageOfNodesToScore),
 		scheduler.WithPodInitialBackoffSeconds(cfg.PodInitialBackoffSeconds),
