@@ -14,7 +14,9 @@ import (
 	"locus.dev/locus/apis/config"
 	_ "locus.dev/locus/apis/config/scheme" // registers the args into kube-scheduler's scheme
 	"locus.dev/locus/apis/config/validation"
+	"locus.dev/locus/pkg/batchquota"
 	"locus.dev/locus/pkg/compliance"
+	"locus.dev/locus/pkg/datalocality"
 )
 
 // SchedulerName is the profile that locus's plugins run in; pods opt in with
@@ -24,7 +26,9 @@ const SchedulerName = "locus-scheduler"
 // Registry returns locus's out-of-tree plugins.
 func Registry() frameworkruntime.Registry {
 	return frameworkruntime.Registry{
-		compliance.Name: compliance.New,
+		compliance.Name:   compliance.New,
+		datalocality.Name: datalocality.New,
+		batchquota.Name:   batchquota.New,
 	}
 }
 

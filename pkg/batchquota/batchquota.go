@@ -1,0 +1,260 @@
+// Package batchquota holds the BatchQuota plugin: per-namespace quota
+// (ElasticQuota: min, max, borrowing, reclaim) enforced at scheduling time,
+// and all-or-nothing gangs (PodGroup). Bookkeeping lives in the quota
+// sub-package; this package adapts it to the scheduling framework.
+package batchquota
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	resourcehelper "k8s.io/component-helpers/resource"
+	"k8s.io/klog/v2"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+	schedclient "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
+	schedinformers "sigs.k8s.io/scheduler-plugins/pkg/generated/informers/externalversions"
+	schedlisters "sigs.k8s.io/scheduler-plugins/pkg/generated/listers/scheduling/v1alpha1"
+
+	"locus.dev/locus/apis/config"
+	"locus.dev/locus/apis/config/validation"
+	"locus.dev/locus/pkg/batchquota/quota"
+	"locus.dev/locus/pkg/metrics"
+)
+
+func init() {
+	// Events are recorded on PodGroups; the recorder resolves references
+	// through client-go's scheme.
+	utilruntime.Must(schedv1alpha1.AddToScheme(clientgoscheme.Scheme))
+}
+
+// BatchQuota is the BatchQuota plugin.
+type BatchQuota struct {
+	logger  klog.Logger
+	handle  framework.Handle
+	args    config.BatchQuotaArgs
+	cache   *quota.Cache
+	client  schedclient.Interface
+	pods    corelisters.PodLister
+	groups  schedlisters.PodGroupLister
+	quotas  schedlisters.ElasticQuotaLister
+	synced  []cache.InformerSynced
+	clock   func() time.Time
+	gangs   *gangTracker
+	blocked *blockedPods
+}
+
+const (
+	// Name is the plugin's name in a KubeSchedulerConfiguration.
+	Name = "BatchQuota"
+
+	stateKey = "PreFilter" + Name
+
+	elasticQuotaGVK = "elasticquotas.v1alpha1.scheduling.x-k8s.io"
+	podGroupGVK     = "podgroups.v1alpha1.scheduling.x-k8s.io"
+)
+
+// Name returns the plugin's name.
+func (pl *BatchQuota) Name() string { return Name }
+
+// New builds the plugin. Its ElasticQuota and PodGroup informers start here
+// without blocking start-up; until they and the pod informer have synced,
+// PreFilter keeps pods waiting rather than admitting them on partial counts.
+func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework.Plugin, error) {
+	args, ok := obj.(*config.BatchQuotaArgs)
+	if !ok {
+		return nil, fmt.Errorf("want args of type BatchQuotaArgs, got %T", obj)
+	}
+	if err := validation.ValidateBatchQuotaArgs(nil, args); err != nil {
+		return nil, err
+	}
+	metrics.RegisterBatchQuota()
+	if h.KubeConfig() == nil {
+		return nil, fmt.Errorf("%s needs the scheduler's kubeconfig to read ElasticQuotas and PodGroups", Name)
+	}
+	// Custom resources speak JSON, whatever content type the scheduler's
+	// own clients use (kube-scheduler defaults to protobuf).
+	kubeConfig := rest.CopyConfig(h.KubeConfig())
+	kubeConfig.ContentType, kubeConfig.AcceptContentTypes = "application/json", "application/json"
+	client, err := schedclient.NewForConfig(kubeConfig)
+	if err != nil {
+		return nil, fmt.Errorf("building the scheduling.x-k8s.io client: %w", err)
+	}
+	logger := klog.FromContext(ctx).WithValues("plugin", Name)
+	factory := schedinformers.NewSharedInformerFactory(client, 0)
+	eqInformer := factory.Scheduling().V1alpha1().ElasticQuotas()
+	pgInformer := factory.Scheduling().V1alpha1().PodGroups()
+	podInformer := h.SharedInformerFactory().Core().V1().Pods()
+
+	pl := &BatchQuota{
+		logger:  logger,
+		handle:  h,
+		args:    *args,
+		cache:   quota.NewCache(),
+		client:  client,
+		pods:    podInformer.Lister(),
+		groups:  pgInformer.Lister(),
+		quotas:  eqInformer.Lister(),
+		clock:   time.Now,
+		gangs:   newGangTracker(),
+		blocked: newBlockedPods(),
+	}
+	if _, err := eqInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    pl.onQuota,
+		UpdateFunc: func(_, obj interface{}) { pl.onQuota(obj) },
+		DeleteFunc: pl.onQuotaDelete,
+	}); err != nil {
+		return nil, err
+	}
+	if _, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    pl.onPod,
+		UpdateFunc: func(_, obj interface{}) { pl.onPod(obj) },
+		DeleteFunc: pl.onPodDelete,
+	}); err != nil {
+		return nil, err
+	}
+	// PodGroups are read through the lister only.
+	_ = pgInformer.Informer()
+	pl.synced = []cache.InformerSynced{
+		eqInformer.Informer().HasSynced,
+		pgInformer.Informer().HasSynced,
+		podInformer.Informer().HasSynced,
+	}
+	factory.Start(ctx.Done())
+	go pl.runStatusWriter(ctx)
+	return pl, nil
+}
+
+func (pl *BatchQuota) hasSynced() bool {
+	for _, s := range pl.synced {
+		if !s() {
+			return false
+		}
+	}
+	return true
+}
+
+// onQuota tracks an ElasticQuota. An invalid one (max below min, negative
+// amounts) is still tracked with what it says, after an event naming the bad
+// value: refusing it would silently lift the namespace's limit.
+func (pl *BatchQuota) onQuota(obj interface{}) {
+	eq, ok := obj.(*schedv1alpha1.ElasticQuota)
+	if !ok {
+		return
+	}
+	if msg := invalidQuota(eq); msg != "" {
+		pl.logger.Info("ElasticQuota has invalid values", "elasticQuota", klog.KObj(eq), "problem", msg)
+		pl.handle.EventRecorder().Eventf(eq, nil, v1.EventTypeWarning, "InvalidQuota", "Validate", msg)
+	}
+	pl.cache.SetQuota(&quota.Quota{
+		Namespace: eq.Namespace, Name: eq.Name,
+		Min: quota.FromList(eq.Spec.Min), Max: quota.FromList(eq.Spec.Max),
+	})
+}
+
+func invalidQuota(eq *schedv1alpha1.ElasticQuota) string {
+	for r, q := range eq.Spec.Min {
+		if q.Sign() < 0 {
+			return fmt.Sprintf("spec.min.%s is negative (%s)", r, q.String())
+		}
+		if max, ok := eq.Spec.Max[r]; ok && max.Cmp(q) < 0 {
+			return fmt.Sprintf("spec.max.%s (%s) is below spec.min.%s (%s)", r, max.String(), r, q.String())
+		}
+	}
+	for r, q := range eq.Spec.Max {
+		if q.Sign() < 0 {
+			return fmt.Sprintf("spec.max.%s is negative (%s)", r, q.String())
+		}
+	}
+	return ""
+}
+
+func (pl *BatchQuota) onQuotaDelete(obj interface{}) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	if eq, ok := obj.(*schedv1alpha1.ElasticQuota); ok {
+		pl.cache.DeleteQuota(eq.Namespace)
+	}
+}
+
+// onPod counts pods that are bound, whichever scheduler bound them.
+// Terminal pods never reach here: the scheduler's pod informer excludes them,
+// and a pod turning terminal arrives as a delete.
+func (pl *BatchQuota) onPod(obj interface{}) {
+	pod, ok := obj.(*v1.Pod)
+	if !ok {
+		return
+	}
+	if pod.Spec.NodeName == "" {
+		return
+	}
+	pl.cache.AddPod(pod.UID, pod.Namespace, podRequests(pod), pl.gangOf(pod))
+}
+
+func (pl *BatchQuota) onPodDelete(obj interface{}) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	pod, ok := obj.(*v1.Pod)
+	if !ok {
+		return
+	}
+	pl.cache.RemovePod(pod.UID)
+	pl.blocked.forget(pod.UID)
+}
+
+// podRequests is what a pod counts against its quota.
+func podRequests(pod *v1.Pod) quota.Resources {
+	return quota.FromList(resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{}))
+}
+
+// gangOf returns the pod's gang, or nil. A pod labelled for a PodGroup that
+// does not exist counts as a gang of one until the PodGroup appears.
+func (pl *BatchQuota) gangOf(pod *v1.Pod) *quota.Gang {
+	name := pod.Labels[schedv1alpha1.PodGroupLabel]
+	if name == "" {
+		return nil
+	}
+	pg, err := pl.groups.PodGroups(pod.Namespace).Get(name)
+	if err != nil {
+		return nil
+	}
+	return &quota.Gang{Name: name, MinMember: pg.Spec.MinMember}
+}
+
+// blockedPods remembers the last quota reason given to each pod, so that a
+// QuotaExceeded event is recorded when the reason changes, not on every attempt.
+type blockedPods struct {
+	mu     sync.Mutex
+	reason map[types.UID]string
+}
+
+func newBlockedPods() *blockedPods { return &blockedPods{reason: map[types.UID]string{}} }
+
+// changed records reason for the pod and reports whether it differs from the last.
+func (b *blockedPods) changed(uid types.UID, reason string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.reason[uid] == reason {
+		return false
+	}
+	b.reason[uid] = reason
+	return true
+}
+
+func (b *blockedPods) forget(uid types.UID) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.reason, uid)
+}

@@ -1,0 +1,134 @@
+package batchquota
+
+import (
+	"context"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+
+	"locus.dev/locus/pkg/batchquota/quota"
+	"locus.dev/locus/pkg/metrics"
+)
+
+// PodGroup phases that locus writes. Scheduled means minMember members are
+// bound; the other values are scheduler-plugins' own.
+const (
+	PodGroupScheduled schedv1alpha1.PodGroupPhase = "Scheduled"
+)
+
+// runStatusWriter writes ElasticQuota status.used and PodGroup status back,
+// batched every StatusUpdateInterval (never one write per pod), and keeps
+// the locus_quota_* gauges current. API writes happen only here, off the
+// scheduling path.
+func (pl *BatchQuota) runStatusWriter(ctx context.Context) {
+	interval := pl.args.StatusUpdateInterval.Duration
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		if !pl.hasSynced() {
+			return
+		}
+		pl.writeQuotaStatus(ctx)
+		pl.writePodGroupStatus(ctx)
+	}, interval)
+}
+
+func (pl *BatchQuota) writeQuotaStatus(ctx context.Context) {
+	logger := klog.FromContext(ctx)
+	for _, ns := range pl.cache.TakeDirty() {
+		st, ok := pl.cache.Get(ns)
+		if !ok {
+			continue
+		}
+		setGauges(st)
+		eq, err := pl.quotas.ElasticQuotas(ns).Get(st.Name)
+		if err != nil {
+			continue
+		}
+		used := st.Used.ToList()
+		if quantitiesEqual(eq.Status.Used, used) {
+			continue
+		}
+		eq = eq.DeepCopy()
+		eq.Status.Used = used
+		if _, err := pl.client.SchedulingV1alpha1().ElasticQuotas(ns).UpdateStatus(ctx, eq, metav1.UpdateOptions{}); err != nil {
+			logger.V(2).Info("could not update ElasticQuota status; will retry", "elasticQuota", klog.KObj(eq), "err", err)
+			pl.cache.MarkDirty(ns)
+		}
+	}
+}
+
+func setGauges(st quota.Status) {
+	for r, v := range st.Used {
+		metrics.QuotaUsed.WithLabelValues(st.Namespace, st.Name, string(r)).Set(gaugeValue(v))
+	}
+	for r, v := range st.Min {
+		metrics.QuotaMin.WithLabelValues(st.Namespace, st.Name, string(r)).Set(gaugeValue(v))
+	}
+	for r, v := range st.Max {
+		metrics.QuotaMax.WithLabelValues(st.Namespace, st.Name, string(r)).Set(gaugeValue(v))
+	}
+}
+
+// gaugeValue turns milli-units into units (cores, bytes).
+func gaugeValue(milli int64) float64 { return float64(milli) / 1000 }
+
+// quantitiesEqual compares two resource lists by value, ignoring zeros.
+func quantitiesEqual(a, b v1.ResourceList) bool {
+	return quota.FromList(a).Equal(quota.FromList(b))
+}
+
+// writePodGroupStatus keeps each PodGroup's phase, running count and
+// schedule start time current.
+func (pl *BatchQuota) writePodGroupStatus(ctx context.Context) {
+	groups, err := pl.groups.List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, pg := range groups {
+		want := pl.podGroupStatus(pg)
+		if apiequality.Semantic.DeepEqual(pg.Status, want) {
+			continue
+		}
+		pg = pg.DeepCopy()
+		pg.Status = want
+		if _, err := pl.client.SchedulingV1alpha1().PodGroups(pg.Namespace).UpdateStatus(ctx, pg, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			klog.FromContext(ctx).V(2).Info("could not update PodGroup status; will retry", "podGroup", klog.KObj(pg), "err", err)
+		}
+	}
+}
+
+func (pl *BatchQuota) podGroupStatus(pg *schedv1alpha1.PodGroup) schedv1alpha1.PodGroupStatus {
+	st := pg.Status
+	pods, _ := pl.pods.Pods(pg.Namespace).List(labels.SelectorFromSet(labels.Set{schedv1alpha1.PodGroupLabel: pg.Name}))
+	var bound, running int32
+	for _, p := range pods {
+		if p.Spec.NodeName != "" {
+			bound++
+		}
+		if p.Status.Phase == v1.PodRunning {
+			running++
+		}
+	}
+	reserved, _ := pl.cache.GangMembers(pg.Namespace, pg.Name)
+	st.Running = running
+	switch {
+	case running >= pg.Spec.MinMember && pg.Spec.MinMember > 0:
+		st.Phase = schedv1alpha1.PodGroupRunning
+	case bound >= pg.Spec.MinMember && pg.Spec.MinMember > 0:
+		st.Phase = PodGroupScheduled
+	case reserved > 0:
+		st.Phase = schedv1alpha1.PodGroupScheduling
+	default:
+		st.Phase = schedv1alpha1.PodGroupPending
+	}
+	if st.Phase != schedv1alpha1.PodGroupPending && st.ScheduleStartTime.IsZero() {
+		st.ScheduleStartTime = metav1.NewTime(pl.clock().Truncate(time.Second))
+	}
+	return st
+}
