@@ -33,7 +33,7 @@ update:
 # The sandbox: a whole control plane in this process runs a scenario and
 # prints where each pod landed and why.
 demo:
-	$(GO) run ./cmd/locus-sandbox --scenario examples/scenarios/compliance.yaml
+	$(GO) run ./cmd/locus-sandbox --scenario examples/scenarios/data-platform.yaml
 
 clean:
 	rm -rf $(BIN)

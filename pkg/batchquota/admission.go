@@ -60,6 +60,11 @@ func (pl *BatchQuota) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 			return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
 				fmt.Sprintf(ErrReasonGangIncompleteFmt, s.gang.Name, n, s.gang.MinMember))
 		}
+		if pl.gangs.firstFull(gangKey(pod.Namespace, s.gang.Name), siblingUIDs(siblings)) {
+			// The gang's last pod arrived: siblings turned away for being too
+			// few try again now, whatever the quota says of this one.
+			pl.activate(ctx, pod, siblings)
+		}
 	}
 	if rej := pl.cache.Admit(pod.Namespace, s.req, s.gang); rej != nil {
 		klog.FromContext(ctx).V(4).Info("pod does not fit its quota", "pod", klog.KObj(pod), "reason", rej.Message)
@@ -71,9 +76,20 @@ func (pl *BatchQuota) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 		return nil, fwk.NewStatus(fwk.Unschedulable, rej.Message)
 	}
 	if s.gang != nil {
-		pl.activateSiblings(cycleState, pod, s.gang, siblings)
+		if members, _ := pl.cache.GangMembers(pod.Namespace, s.gang.Name); members == 0 {
+			// The gang's first admitted member: bring its siblings along.
+			pl.activate(ctx, pod, siblings)
+		}
 	}
 	return nil, nil
+}
+
+func siblingUIDs(pods []*v1.Pod) []string {
+	out := make([]string, len(pods))
+	for i, p := range pods {
+		out[i] = string(p.UID)
+	}
+	return out
 }
 
 // gangPods lists the gang's pods that exist and are not terminal.
@@ -91,27 +107,19 @@ func (pl *BatchQuota) gangPods(ns, name string) []*v1.Pod {
 	return out
 }
 
-// activateSiblings moves the unplaced siblings of a gang's first admitted
-// member back to the active queue: they may have been turned away while the
-// gang had too few pods, and no cluster event would bring them back.
-func (pl *BatchQuota) activateSiblings(cycleState fwk.CycleState, pod *v1.Pod, g *quota.Gang, siblings []*v1.Pod) {
-	if members, _ := pl.cache.GangMembers(pod.Namespace, g.Name); members > 0 {
-		return // already assembling: its siblings were activated then
-	}
-	c, err := cycleState.Read(framework.PodsToActivateKey)
-	if err != nil {
-		return
-	}
-	toActivate, ok := c.(*framework.PodsToActivate)
-	if !ok {
-		return
-	}
-	toActivate.Lock()
-	defer toActivate.Unlock()
+// activate moves a pod's unplaced siblings back to the active queue: they
+// may have been turned away while the gang had too few pods, and no cluster
+// event would bring them back. (PodsToActivate in the cycle state would act
+// only if this pod's cycle succeeds.)
+func (pl *BatchQuota) activate(ctx context.Context, pod *v1.Pod, siblings []*v1.Pod) {
+	pods := map[string]*v1.Pod{}
 	for _, p := range siblings {
 		if p.UID != pod.UID && p.Spec.NodeName == "" {
-			toActivate.Map[p.Namespace+"/"+p.Name] = p
+			pods[p.Namespace+"/"+p.Name] = p
 		}
+	}
+	if len(pods) > 0 {
+		pl.handle.Activate(klog.FromContext(ctx), pods)
 	}
 }
 

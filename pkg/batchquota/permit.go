@@ -3,6 +3,8 @@ package batchquota
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,6 +64,8 @@ type gangTracker struct {
 	gangs map[string]*gangAttempt
 	// backoff holds, per gang that was released, when it may try again.
 	backoff map[string]time.Time
+	// full holds, per gang, the pod UIDs it had when it first had enough pods.
+	full map[string]string
 }
 
 type gangAttempt struct {
@@ -70,7 +74,23 @@ type gangAttempt struct {
 }
 
 func newGangTracker() *gangTracker {
-	return &gangTracker{gangs: map[string]*gangAttempt{}, backoff: map[string]time.Time{}}
+	return &gangTracker{gangs: map[string]*gangAttempt{}, backoff: map[string]time.Time{}, full: map[string]string{}}
+}
+
+// firstFull reports whether this set of pods is new for a gang that has
+// enough of them: true once per change of membership, so that siblings are
+// activated when the last pod arrives without members activating each
+// other in a loop.
+func (g *gangTracker) firstFull(key string, uids []string) bool {
+	sort.Strings(uids)
+	set := strings.Join(uids, ",")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.full[key] == set {
+		return false
+	}
+	g.full[key] = set
+	return true
 }
 
 // backOff keeps a released gang from trying again before until.

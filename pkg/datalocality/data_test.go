@@ -283,3 +283,33 @@ func TestAddSaturates(t *testing.T) {
 		t.Errorf("bytes = %d, want them capped at MaxInt64", got)
 	}
 }
+
+func TestPlacementNote(t *testing.T) {
+	d := &Data{
+		Nodes:   map[string]int64{"worker-7": 400 << 30},
+		Zones:   map[string]int64{"us-east-1a": 1 << 40},
+		Regions: map[string]int64{"us-east-1": 1 << 40},
+	}
+	tests := []struct {
+		node *v1.Node
+		want string
+	}{
+		{
+			node: st.MakeNode().Name("worker-7").Label(v1.LabelTopologyZone, "us-east-1a").Label(v1.LabelTopologyRegion, "us-east-1").Obj(),
+			want: "node-level locality on worker-7: 400Gi on the node, 1Ti in its zone, 1Ti in its region",
+		},
+		{
+			node: st.MakeNode().Name("worker-9").Label(v1.LabelTopologyZone, "us-east-1b").Label(v1.LabelTopologyRegion, "us-east-1").Obj(),
+			want: "region-level locality on worker-9: 1Ti in its region",
+		},
+		{
+			node: st.MakeNode().Name("far").Label(v1.LabelTopologyRegion, "eu-west-1").Obj(),
+			want: "no locality on far: none of the pod's data is on the node, in its zone or in its region",
+		},
+	}
+	for _, tc := range tests {
+		if got := PlacementNote(d, tc.node, d.LevelOf(tc.node)); got != tc.want {
+			t.Errorf("PlacementNote(%s) = %q, want %q", tc.node.Name, got, tc.want)
+		}
+	}
+}

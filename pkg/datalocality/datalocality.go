@@ -13,6 +13,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -331,7 +332,28 @@ func (pl *DataLocality) PostBind(ctx context.Context, cycleState fwk.CycleState,
 	}
 	level := d.LevelOf(node)
 	metrics.LocalityPlacements.WithLabelValues(level.String()).Inc()
-	klog.FromContext(ctx).V(4).Info("placed near data", "pod", klog.KObj(pod), "node", nodeName, "level", level)
+	note := PlacementNote(d, node, level)
+	pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeNormal, locusv1alpha1.EventReasonLocalityPlacement, "Scheduled", "%s", note)
+	klog.FromContext(ctx).V(4).Info("placed near data", "pod", klog.KObj(pod), "node", nodeName, "level", level, "note", note)
+}
+
+// PlacementNote says how near its data a pod landed:
+// "node-level locality on worker-7: 400Gi on the node, 1Ti in its zone, 1Ti in its region".
+func PlacementNote(d *Data, node *v1.Node, level Level) string {
+	onNode, inZone, inRegion := d.Bytes(node)
+	var parts []string
+	for _, p := range []struct {
+		bytes int64
+		where string
+	}{{onNode, "on the node"}, {inZone, "in its zone"}, {inRegion, "in its region"}} {
+		if p.bytes > 0 {
+			parts = append(parts, resource.NewQuantity(p.bytes, resource.BinarySI).String()+" "+p.where)
+		}
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("no locality on %s: none of the pod's data is on the node, in its zone or in its region", node.Name)
+	}
+	return fmt.Sprintf("%s-level locality on %s: %s", level, node.Name, strings.Join(parts, ", "))
 }
 
 func getPreFilterState(cycleState fwk.CycleState) (*preFilterState, error) {

@@ -94,18 +94,24 @@ func WaitAndReport(ctx context.Context, client kubernetes.Interface, timeout tim
 	return out, nil
 }
 
-// placementReason prefers locus's audit note over the generic Scheduled event.
+// placementReason joins locus's own placement notes (compliance audit,
+// data locality); without them it falls back to the Scheduled event.
 func placementReason(events []eventsv1.Event) string {
 	var why []string
-	for _, reason := range []string{locusv1alpha1.EventReasonCompliantPlacement, "Scheduled"} {
+	for _, reason := range []string{locusv1alpha1.EventReasonCompliantPlacement, locusv1alpha1.EventReasonLocalityPlacement} {
 		for _, e := range events {
 			if e.Reason == reason {
 				why = append(why, e.Note)
 				break
 			}
 		}
-		if len(why) > 0 {
-			break
+	}
+	if len(why) == 0 {
+		for _, e := range events {
+			if e.Reason == "Scheduled" {
+				why = append(why, e.Note)
+				break
+			}
 		}
 	}
 	return strings.Join(why, "; ")

@@ -20,6 +20,8 @@ const (
 const (
 	// EventReasonCompliantPlacement audits a regulated pod's placement.
 	EventReasonCompliantPlacement = "CompliantPlacement"
+	// EventReasonLocalityPlacement says how near its data a pod landed.
+	EventReasonLocalityPlacement = "LocalityPlacement"
 	// EventReasonQuotaExceeded says that a pod waits for its namespace's quota.
 	EventReasonQuotaExceeded = "QuotaExceeded"
 	// EventReasonGangTimeout says that a gang did not assemble in time.
