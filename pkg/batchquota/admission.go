@@ -17,6 +17,8 @@ import (
 )
 
 var _ framework.PreFilterPlugin = &BatchQuota{}
+var _ framework.PreFilterExtensions = &BatchQuota{}
+var _ framework.FilterPlugin = &BatchQuota{}
 var _ framework.ReservePlugin = &BatchQuota{}
 
 const (
@@ -33,10 +35,22 @@ const (
 type stateData struct {
 	req  quota.Resources
 	gang *quota.Gang
+	// rejection is PreFilter's verdict; nil when the quota admitted the pod.
+	rejection *quota.Rejection
+	// adjust is how a preemption dry run has changed the usage of the pod's
+	// own namespace (pods of it removed or added back on a node).
+	adjust quota.Resources
+	// reclaim is set in a reclaim dry run, which judges quota itself.
+	reclaim bool
 }
 
-// Clone returns the state itself: it does not change with other pods.
-func (s *stateData) Clone() fwk.StateData { return s }
+// Clone copies the state, with its own adjust map: AddPod and RemovePod
+// change it in a preemption dry run's copy of the cycle state.
+func (s *stateData) Clone() fwk.StateData {
+	c := *s
+	c.adjust = s.adjust.Clone()
+	return &c
+}
 
 // PreFilter admits the pod against its namespace's quota (the whole gang's
 // worth for a gang's first member) and checks that the gang has enough pods.
@@ -66,7 +80,12 @@ func (pl *BatchQuota) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 			pl.activate(ctx, pod, siblings)
 		}
 	}
+	if _, limited := pl.cache.Get(pod.Namespace); !limited {
+		// No quota: nothing for Filter or the preemption extensions to check.
+		return nil, fwk.NewStatus(fwk.Skip)
+	}
 	if rej := pl.cache.Admit(pod.Namespace, s.req, s.gang); rej != nil {
+		s.rejection = rej
 		klog.FromContext(ctx).V(4).Info("pod does not fit its quota", "pod", klog.KObj(pod), "reason", rej.Message)
 		if pl.blocked.changed(pod.UID, rej.Message) {
 			pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeWarning, locusv1alpha1.EventReasonQuotaExceeded, "Scheduling", rej.Message)
@@ -123,8 +142,62 @@ func (pl *BatchQuota) activate(ctx context.Context, pod *v1.Pod, siblings []*v1.
 	}
 }
 
-// PreFilterExtensions returns nil: admission does not depend on which node.
-func (pl *BatchQuota) PreFilterExtensions() framework.PreFilterExtensions { return nil }
+// PreFilterExtensions returns the plugin: a preemption dry run that removes
+// pods of the pod's own namespace frees quota, and Filter must see it.
+func (pl *BatchQuota) PreFilterExtensions() framework.PreFilterExtensions { return pl }
+
+// AddPod counts a pod of the same namespace added in a dry run (a nominated
+// pod, or a victim reprieved).
+func (pl *BatchQuota) AddPod(_ context.Context, cycleState fwk.CycleState, podToSchedule *v1.Pod, podInfoToAdd fwk.PodInfo, _ fwk.NodeInfo) *fwk.Status {
+	return pl.adjust(cycleState, podToSchedule, podInfoToAdd.GetPod(), 1)
+}
+
+// RemovePod uncounts a pod of the same namespace removed in a dry run (a
+// preemption victim). Pods of other quotas are reclaim's business, with
+// its own rules (PostFilter), so they change nothing here.
+func (pl *BatchQuota) RemovePod(_ context.Context, cycleState fwk.CycleState, podToSchedule *v1.Pod, podInfoToRemove fwk.PodInfo, _ fwk.NodeInfo) *fwk.Status {
+	return pl.adjust(cycleState, podToSchedule, podInfoToRemove.GetPod(), -1)
+}
+
+func (pl *BatchQuota) adjust(cycleState fwk.CycleState, pod, other *v1.Pod, sign int64) *fwk.Status {
+	if other.Namespace != pod.Namespace {
+		return nil
+	}
+	s, err := getState(cycleState)
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	if s.adjust == nil {
+		s.adjust = quota.Resources{}
+	}
+	s.adjust.Add(podRequests(other).Scaled(sign))
+	return nil
+}
+
+// Filter checks the quota again only where a preemption dry run changed the
+// namespace's usage; in a normal cycle it repeats PreFilter's verdict, which
+// admitted the pod (a rejected pod never reaches Filter).
+func (pl *BatchQuota) Filter(_ context.Context, cycleState fwk.CycleState, pod *v1.Pod, _ fwk.NodeInfo) *fwk.Status {
+	s, err := getState(cycleState)
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	if s.reclaim || (s.rejection == nil && len(s.adjust) == 0) {
+		return nil
+	}
+	if rej := pl.cache.AdmitAdjusted(pod.Namespace, s.req, s.gang, s.adjust); rej != nil {
+		return fwk.NewStatus(fwk.Unschedulable, rej.Message)
+	}
+	return nil
+}
+
+// reclaiming marks a dry run's cycle state as reclaim's, whose victim
+// selection checks quota itself.
+func reclaiming(cycleState fwk.CycleState) {
+	if s, err := getState(cycleState); err == nil {
+		s.reclaim = true
+	}
+}
 
 // Reserve counts the pod against its quota.
 func (pl *BatchQuota) Reserve(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {

@@ -52,6 +52,9 @@ type BatchQuota struct {
 	clock   func() time.Time
 	gangs   *gangTracker
 	blocked *blockedPods
+	// reclaimedPods remembers the victims this plugin reclaimed until the
+	// informer shows them gone, so that they are not picked twice.
+	reclaimedPods *quota.Reclaimed
 }
 
 const (
@@ -108,6 +111,8 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 		clock:   time.Now,
 		gangs:   newGangTracker(),
 		blocked: newBlockedPods(),
+
+		reclaimedPods: quota.NewReclaimed(time.Minute),
 	}
 	if _, err := eqInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    pl.onQuota,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"path"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -31,6 +32,9 @@ func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
 	}
 	var names []string
 	for _, f := range files {
+		if path.Base(f) == "kustomization.yaml" {
+			continue
+		}
 		data, err := manifests.CRDs.ReadFile(f)
 		if err != nil {
 			return err

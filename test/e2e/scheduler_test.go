@@ -35,10 +35,14 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
-	build := exec.Command("go", "build", "-o", binDir+"/", "../../cmd/locus-scheduler")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		panic("building locus-scheduler: " + err.Error())
+	// The scheduler as users run it, and the real kubectl (built from the
+	// pinned k8s.io/kubernetes, a go tool of this module).
+	for _, pkg := range []string{"../../cmd/locus-scheduler", "k8s.io/kubernetes/cmd/kubectl"} {
+		build := exec.Command("go", "build", "-o", binDir+"/", pkg)
+		build.Stdout, build.Stderr = os.Stdout, os.Stderr
+		if err := build.Run(); err != nil {
+			panic("building " + pkg + ": " + err.Error())
+		}
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
@@ -76,6 +80,9 @@ func TestBinarySchedulesBesideKubeScheduler(t *testing.T) {
 	cp := testenv.StartControlPlane(t, testenv.Options{})
 	c := cp.Client
 	if err := testenv.CreateNamespace(ctx, c, "kube-system", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.InstallCRDs(ctx, cp.Config); err != nil {
 		t.Fatal(err)
 	}
 	// The cluster's own scheduler, with kube-scheduler's default profile and lease.

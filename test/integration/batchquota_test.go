@@ -9,6 +9,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -424,5 +425,52 @@ func checkAllOrNothing(t *testing.T, gang string, samples []int) {
 	}
 	if len(samples) == 0 || samples[len(samples)-1] != 8 {
 		t.Errorf("gang %s did not end whole: %v", gang, samples)
+	}
+}
+
+// Priority preemption stays inside a quota: a high-priority pod over its
+// quota's max preempts a lower-priority pod of its own namespace (through
+// DefaultPreemption, which sees the quota through BatchQuota's Filter and
+// preemption extensions), never a pod of another quota that sits within
+// its min.
+func TestPriorityPreemptionWithinQuota(t *testing.T) {
+	_, ctx := ktesting.NewTestContext(t)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	e := startQuotaEnv(ctx, t, 2, "8")
+	if err := testenv.StartPodReaper(ctx, e.Client); err != nil {
+		t.Fatal(err)
+	}
+	for name, value := range map[string]int32{"low": 100, "high": 1000} {
+		if _, err := e.Client.SchedulingV1().PriorityClasses().Create(ctx, &schedulingv1.PriorityClass{
+			ObjectMeta: metav1.ObjectMeta{Name: name}, Value: value,
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.quota(ctx, t, "etl", "4", "4")
+	e.quota(ctx, t, "other", "4", "4")
+	create := func(ns, name, class string) {
+		t.Helper()
+		p := testenv.NewPod(testenv.PodSpec{Namespace: ns, Name: name, SchedulerName: plugins.SchedulerName, CPU: "1"})
+		p.Spec.PriorityClassName = class
+		if _, err := e.Client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 4; i++ {
+		create("etl", fmt.Sprintf("low-%d", i), "low")
+		create("other", fmt.Sprintf("low-%d", i), "low")
+	}
+	waitBound(ctx, t, e.Client, "etl", "", 4, 30*time.Second)
+	waitBound(ctx, t, e.Client, "other", "", 4, 30*time.Second)
+
+	create("etl", "urgent", "high")
+	if _, err := testenv.WaitForPodBound(ctx, e.Client, "etl", "urgent", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitBound(ctx, t, e.Client, "etl", "", 4, 30*time.Second)
+	if pods, _ := boundPods(ctx, e.Client, "other", ""); len(pods) != 4 {
+		t.Errorf("quota other, within its min, lost pods: %d of 4 bound", len(pods))
 	}
 }

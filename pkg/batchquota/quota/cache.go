@@ -224,6 +224,13 @@ func (r *Rejection) Error() string { return r.Message }
 // now. A gang member that is the first of its gang must fit with
 // minMember pods' worth; later members are covered by the gang's placeholder.
 func (c *Cache) Admit(namespace string, req Resources, g *Gang) *Rejection {
+	return c.AdmitAdjusted(namespace, req, g, nil)
+}
+
+// AdmitAdjusted is Admit with the namespace's usage changed by adjust: what
+// a preemption dry run that removes (negative) or adds back (positive) pods
+// of the namespace would leave.
+func (c *Cache) AdmitAdjusted(namespace string, req Resources, g *Gang, adjust Resources) *Rejection {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	q := c.quotas[namespace]
@@ -248,12 +255,13 @@ func (c *Cache) Admit(namespace string, req Resources, g *Gang) *Rejection {
 			delta.Sub(gg.perPod)
 		}
 	}
-	return c.checkLocked(q, delta, what)
+	return c.checkLocked(q, delta, what, adjust)
 }
 
-func (c *Cache) checkLocked(q *Quota, delta Resources, what string) *Rejection {
+func (c *Cache) checkLocked(q *Quota, delta Resources, what string, adjust Resources) *Rejection {
 	ns := q.Namespace
 	eff := c.effectiveLocked(ns)
+	eff.Add(adjust)
 	names := make([]string, 0, len(delta))
 	for r := range delta {
 		names = append(names, string(r))
@@ -277,7 +285,7 @@ func (c *Cache) checkLocked(q *Quota, delta Resources, what string) *Rejection {
 		}
 		// Beyond min: admitted only while the cluster's unused guaranteed
 		// quota (which includes this quota's own unused min) covers it.
-		free := c.unusedGuaranteedLocked(r)
+		free := c.unusedGuaranteedLocked(r) - adjust[r]
 		if free < d {
 			if free < 0 {
 				free = 0
