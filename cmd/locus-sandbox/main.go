@@ -75,8 +75,9 @@ func run() int {
 	defer stop()
 
 	start := time.Now()
-	fmt.Printf("locus-sandbox: starting etcd, kube-apiserver, kube-scheduler and locus-scheduler (logs: %s)\n", *logFile)
+	fmt.Printf("locus-sandbox: starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and locus-scheduler (logs: %s)\n", *logFile)
 	env := testenv.Start(ctx, p, locusConfig)
+	env.StartControllerManager(ctx, p) // Jobs, CronJobs, Deployments create their pods
 	fmt.Printf("locus-sandbox: control plane up in %v; loading %s (%d objects)\n", time.Since(start).Round(100*time.Millisecond), *scenario, len(objs))
 	if err := sandbox.Apply(ctx, env.Client, env.Dynamic, objs); err != nil {
 		fmt.Fprintf(os.Stderr, "locus-sandbox: %v\n", err)

@@ -52,13 +52,21 @@ func scheduledCondition(p *v1.Pod) *v1.PodCondition {
 // timeout), then reads each pod's placement and the scheduler's reason.
 func WaitAndReport(ctx context.Context, client kubernetes.Interface, timeout time.Duration) ([]Placement, error) {
 	var pods []v1.Pod
+	// Settled for a second in a row: controllers (Jobs, CronJobs) create
+	// pods after the scenario is applied.
+	calm := 0
 	_ = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		list, err := client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, err
 		}
+		if len(list.Items) == len(pods) && settled(list.Items) {
+			calm++
+		} else {
+			calm = 0
+		}
 		pods = list.Items
-		return settled(pods), nil
+		return calm >= 5, nil
 	})
 	// PostBind events are recorded asynchronously; give them a moment.
 	time.Sleep(time.Second)
