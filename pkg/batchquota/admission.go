@@ -56,6 +56,7 @@ func (s *stateData) Clone() fwk.StateData {
 // worth for a gang's first member) and checks that the gang has enough pods.
 func (pl *BatchQuota) PreFilter(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
 	if !pl.hasSynced() {
+		pl.early.add(pod)
 		return nil, fwk.NewStatus(fwk.Unschedulable, ErrReasonNotSynced)
 	}
 	s := &stateData{req: podRequests(pod), gang: pl.gangOf(pod)}
@@ -266,7 +267,7 @@ func (pl *BatchQuota) recordGangTimeout(ctx context.Context, pod *v1.Pod, g *quo
 	if err != nil {
 		return
 	}
-	msg := fmt.Sprintf("gang %s did not reach minMember %d in time (%d members were reserved); released them with their quota and node resources",
+	msg := fmt.Sprintf("gang %s was released before reaching minMember %d (%d members were reserved): their quota and node resources are free; it tries again in one schedule timeout",
 		g.Name, g.MinMember, peak)
 	klog.FromContext(ctx).V(2).Info("gang released", "podGroup", klog.KObj(pg), "reason", msg)
 	pl.handle.EventRecorder().Eventf(pg, nil, v1.EventTypeWarning, locusv1alpha1.EventReasonGangTimeout, "Permit", msg)

@@ -52,6 +52,7 @@ type BatchQuota struct {
 	clock   func() time.Time
 	gangs   *gangTracker
 	blocked *blockedPods
+	early   *earlyPods
 	// reclaimedPods remembers the victims this plugin reclaimed until the
 	// informer shows them gone, so that they are not picked twice.
 	reclaimedPods *quota.Reclaimed
@@ -111,6 +112,7 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 		clock:   time.Now,
 		gangs:   newGangTracker(),
 		blocked: newBlockedPods(),
+		early:   &earlyPods{pods: map[string]*v1.Pod{}},
 
 		reclaimedPods: quota.NewReclaimed(time.Minute),
 	}
@@ -137,6 +139,15 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 	}
 	factory.Start(ctx.Done())
 	go pl.runStatusWriter(ctx)
+	go func() {
+		// Pods turned away while the counts were being rebuilt go back to
+		// the active queue as soon as they are complete.
+		if cache.WaitForCacheSync(ctx.Done(), pl.synced...) {
+			if pods := pl.early.take(); len(pods) > 0 {
+				h.Activate(logger, pods)
+			}
+		}
+	}()
 	return pl, nil
 }
 
@@ -204,7 +215,9 @@ func (pl *BatchQuota) onPod(obj interface{}) {
 	if pod.Spec.NodeName == "" {
 		return
 	}
-	pl.cache.AddPod(pod.UID, pod.Namespace, podRequests(pod), pl.gangOf(pod))
+	// A bound member means its gang got through Permit whole: it holds no
+	// quota for members that finished or are yet to come.
+	pl.cache.AddBoundPod(pod.UID, pod.Namespace, podRequests(pod), pl.gangOf(pod))
 }
 
 func (pl *BatchQuota) onPodDelete(obj interface{}) {
@@ -262,4 +275,27 @@ func (b *blockedPods) forget(uid types.UID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.reason, uid)
+}
+
+// earlyPods are the pods turned away before the quota counts were complete.
+type earlyPods struct {
+	mu   sync.Mutex
+	pods map[string]*v1.Pod
+}
+
+func (e *earlyPods) add(pod *v1.Pod) {
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.pods[pod.Namespace+"/"+pod.Name] = pod
+}
+
+func (e *earlyPods) take() map[string]*v1.Pod {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pods := e.pods
+	e.pods = map[string]*v1.Pod{}
+	return pods
 }

@@ -132,6 +132,7 @@ func (g *gangTracker) reserved(key string, members int, now time.Time) {
 func (g *gangTracker) completed(key string) (time.Time, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	delete(g.full, key)
 	a := g.gangs[key]
 	if a == nil {
 		return time.Time{}, false
@@ -145,6 +146,7 @@ func (g *gangTracker) completed(key string) (time.Time, bool) {
 func (g *gangTracker) release(key string) (int, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	delete(g.full, key)
 	a := g.gangs[key]
 	if a == nil {
 		return 0, false

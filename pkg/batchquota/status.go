@@ -117,11 +117,15 @@ func (pl *BatchQuota) podGroupStatus(pg *schedv1alpha1.PodGroup) schedv1alpha1.P
 	}
 	reserved, _ := pl.cache.GangMembers(pg.Namespace, pg.Name)
 	st.Running = running
+	placed := st.Phase == PodGroupScheduled || st.Phase == schedv1alpha1.PodGroupRunning
 	switch {
 	case running >= pg.Spec.MinMember && pg.Spec.MinMember > 0:
 		st.Phase = schedv1alpha1.PodGroupRunning
 	case bound >= pg.Spec.MinMember && pg.Spec.MinMember > 0:
 		st.Phase = PodGroupScheduled
+	case placed:
+		// Members finishing leave the pod informer: a placed gang does not
+		// go back to Scheduling or Pending for that.
 	case reserved > 0:
 		st.Phase = schedv1alpha1.PodGroupScheduling
 	default:

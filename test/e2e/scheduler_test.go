@@ -142,6 +142,9 @@ func TestBinarySchedulesBesideKubeScheduler(t *testing.T) {
 	if _, err := testenv.WaitForPodBound(ctx, c, "payments", "ordinary", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := testenv.WaitForPodEvent(ctx, c, "payments", "ordinary", "Scheduled", "", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	evs, err := testenv.PodEvents(ctx, c, "payments", "ordinary", "Scheduled")
 	if err != nil || len(evs) != 1 || evs[0].ReportingController != "default-scheduler" {
 		t.Errorf("ordinary pod: want one Scheduled event from default-scheduler, got %+v (%v)", evs, err)

@@ -222,6 +222,9 @@ func TestCompliance(t *testing.T) {
 		if _, err := testenv.WaitForPodBound(ctx, c, ns, "plain", 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := testenv.WaitForPodEvent(ctx, c, ns, "plain", "Scheduled", "", 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
 		evs, err := testenv.PodEvents(ctx, c, ns, "plain", "Scheduled")
 		if err != nil {
 			t.Fatal(err)

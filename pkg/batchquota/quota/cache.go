@@ -105,6 +105,21 @@ func (c *Cache) AddPod(uid types.UID, namespace string, req Resources, g *Gang) 
 	c.addPodLocked(uid, namespace, req, g)
 }
 
+// AddBoundPod counts a bound pod, as AddPod does. A gang member is only
+// bound once its gang reached minMember, so its gang is complete and holds
+// nothing for the members that are missing now (finished, or never needed).
+func (c *Cache) AddBoundPod(uid types.UID, namespace string, req Resources, g *Gang) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.addPodLocked(uid, namespace, req, g)
+	if g == nil {
+		return
+	}
+	if gg := c.gangs[gangKey(namespace, g.Name)]; gg != nil && !gg.complete {
+		c.updateGangLocked(gg, func() { gg.complete = true })
+	}
+}
+
 // RemovePod stops counting a pod. Removing an unknown pod does nothing.
 func (c *Cache) RemovePod(uid types.UID) {
 	c.mu.Lock()
