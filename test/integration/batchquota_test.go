@@ -68,6 +68,25 @@ func (e *quotaEnv) quota(ctx context.Context, t *testing.T, ns string, min, max 
 	}
 }
 
+// waitUsedCPU waits until the namespace's ElasticQuota status.used shows
+// the CPU amount: the status that BatchQuota writes back in batches.
+func (e *quotaEnv) waitUsedCPU(ctx context.Context, ns, cpu string, timeout time.Duration) error {
+	want := resource.MustParse(cpu)
+	var got resource.Quantity
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		eq, err := e.sched.SchedulingV1alpha1().ElasticQuotas(ns).Get(ctx, "quota", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		got = eq.Status.Used[v1.ResourceCPU]
+		return got.Cmp(want) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("ElasticQuota %s/quota status.used cpu is %s, want %s: %w", ns, got.String(), cpu, err)
+	}
+	return nil
+}
+
 func (e *quotaEnv) podGroup(ctx context.Context, t *testing.T, ns, name string, minMember, timeout int32) {
 	t.Helper()
 	pg := &schedv1alpha1.PodGroup{
@@ -228,16 +247,8 @@ func TestQuotaMaxUnderLoad(t *testing.T) {
 	}
 
 	// status.used is written back (batched).
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-		eq, err := e.sched.SchedulingV1alpha1().ElasticQuotas("etl").Get(ctx, "quota", metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		used := eq.Status.Used[v1.ResourceCPU]
-		return used.Cmp(resource.MustParse("10")) == 0, nil
-	})
-	if err != nil {
-		t.Errorf("ElasticQuota status.used never showed cpu 10: %v", err)
+	if err := e.waitUsedCPU(ctx, "etl", "10", 10*time.Second); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -336,12 +347,7 @@ func TestGangTimeoutReleasesEverything(t *testing.T) {
 	}
 	// The release is written back: the quota counts nothing for the gang
 	// while it backs off (one schedule timeout) before trying again.
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 3*time.Second, true, func(ctx context.Context) (bool, error) {
-		eq, err := e.sched.SchedulingV1alpha1().ElasticQuotas("ml").Get(ctx, "quota", metav1.GetOptions{})
-		used := eq.Status.Used[v1.ResourceCPU]
-		return err == nil && used.IsZero(), err
-	})
-	if err != nil {
+	if err := e.waitUsedCPU(ctx, "ml", "0", 3*time.Second); err != nil {
 		t.Errorf("quota ml still counts the released gang: %v", err)
 	}
 	// Node resources are free: pods that need a whole node each bind.
@@ -371,13 +377,8 @@ func TestQuotaSurvivesRestart(t *testing.T) {
 	if pods, _ := boundPods(ctx, e.Client, "etl", ""); len(pods) != 6 {
 		t.Fatalf("%d pods bound after restart against max 6", len(pods))
 	}
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-		eq, err := e.sched.SchedulingV1alpha1().ElasticQuotas("etl").Get(ctx, "quota", metav1.GetOptions{})
-		used := eq.Status.Used[v1.ResourceCPU]
-		return err == nil && used.Cmp(resource.MustParse("6")) == 0, err
-	})
-	if err != nil {
-		t.Errorf("status.used after restart is not cpu 6: %v", err)
+	if err := e.waitUsedCPU(ctx, "etl", "6", 10*time.Second); err != nil {
+		t.Errorf("after restart: %v", err)
 	}
 }
 
