@@ -11,6 +11,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -116,26 +117,37 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 
 		reclaimedPods: quota.NewReclaimed(time.Minute),
 	}
-	if _, err := eqInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	eqHandler, err := eqInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    pl.onQuota,
 		UpdateFunc: func(_, obj interface{}) { pl.onQuota(obj) },
 		DeleteFunc: pl.onQuotaDelete,
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
-	if _, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	podHandler, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    pl.onPod,
 		UpdateFunc: func(_, obj interface{}) { pl.onPod(obj) },
 		DeleteFunc: pl.onPodDelete,
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
-	// PodGroups are read through the lister only.
-	_ = pgInformer.Informer()
+	// A bound member counted before its PodGroup was known was counted
+	// without its gang: count it again, with it, when the PodGroup appears.
+	pgHandler, err := pgInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: pl.onPodGroup,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The handlers' HasSynced, not the informers': an informer has synced
+	// once its store holds the initial list, but the cache is complete only
+	// when these handlers have counted every item of it.
 	pl.synced = []cache.InformerSynced{
-		eqInformer.Informer().HasSynced,
-		pgInformer.Informer().HasSynced,
-		podInformer.Informer().HasSynced,
+		eqHandler.HasSynced,
+		pgHandler.HasSynced,
+		podHandler.HasSynced,
 	}
 	factory.Start(ctx.Done())
 	go pl.runStatusWriter(ctx)
@@ -218,6 +230,23 @@ func (pl *BatchQuota) onPod(obj interface{}) {
 	// A bound member means its gang got through Permit whole: it holds no
 	// quota for members that finished or are yet to come.
 	pl.cache.AddBoundPod(pod.UID, pod.Namespace, podRequests(pod), pl.gangOf(pod))
+}
+
+func (pl *BatchQuota) onPodGroup(obj interface{}) {
+	pg, ok := obj.(*schedv1alpha1.PodGroup)
+	if !ok {
+		return
+	}
+	pods, err := pl.pods.Pods(pg.Namespace).List(labels.SelectorFromSet(labels.Set{schedv1alpha1.PodGroupLabel: pg.Name}))
+	if err != nil {
+		return
+	}
+	g := &quota.Gang{Name: pg.Name, MinMember: pg.Spec.MinMember}
+	for _, p := range pods {
+		if p.Spec.NodeName != "" {
+			pl.cache.AddBoundPod(p.UID, p.Namespace, podRequests(p), g)
+		}
+	}
 }
 
 func (pl *BatchQuota) onPodDelete(obj interface{}) {
