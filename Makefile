@@ -1,7 +1,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build test test-unit test-integration test-race verify update demo clean
+.PHONY: all build test test-unit test-integration test-race verify update demo bench clean
 
 all: build
 
@@ -34,6 +34,11 @@ update:
 # prints where each pod landed and why.
 demo:
 	$(GO) run ./cmd/locus-sandbox --scenario examples/scenarios/data-platform.yaml
+
+# Throughput against the default profile and scheduler-plugins, in
+# alternating rounds (sizes and method: test/bench/README.md).
+bench:
+	test/bench/run.sh
 
 clean:
 	rm -rf $(BIN)

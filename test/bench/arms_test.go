@@ -1,0 +1,100 @@
+package bench
+
+import (
+	"k8s.io/client-go/rest"
+	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
+
+	"locus.dev/locus/manifests"
+	"locus.dev/locus/pkg/plugins"
+	"locus.dev/locus/pkg/testenv"
+)
+
+// profile is a scheduler that an arm starts: a KubeSchedulerConfiguration
+// with one profile, and the out-of-tree plugins it needs.
+type profile struct {
+	schedulerName string
+	config        []byte
+	registry      frameworkruntime.Registry
+	// kubeConfig is what plugins get from handle.KubeConfig().
+	kubeConfig func(*cluster) *rest.Config
+}
+
+var (
+	defaultProfile = &profile{
+		schedulerName: "default-scheduler",
+		config:        []byte(testenv.DefaultSchedulerConfig),
+		registry:      frameworkruntime.Registry{},
+		kubeConfig:    func(c *cluster) *rest.Config { return c.cp.Config },
+	}
+	// locusProfile is exactly what the deployment ships.
+	locusProfile = &profile{
+		schedulerName: plugins.SchedulerName,
+		config:        manifests.SchedulerConfig,
+		registry:      plugins.Registry(),
+		kubeConfig:    func(c *cluster) *rest.Config { return c.cp.Config },
+	}
+	// peerProfile is scheduler-plugins' Coscheduling plus
+	// CapacityScheduling. It is set by peer_test.go, which builds only with
+	// the bench_peer tag and the module file that run.sh writes: this
+	// module's go.sum lacks what those plugins import.
+	peerProfile *profile
+)
+
+// arm is a scheduler profile on a workload; the benchmark measures each arm
+// once per round.
+type arm struct {
+	// short names the arm in run and namespace names, and in LOCUS_BENCH_ARMS.
+	short    string
+	profile  *profile
+	workload workload
+}
+
+func (a arm) name() string { return a.short + " (" + a.workload.name + ")" }
+
+func allArms() []arm {
+	arms := []arm{
+		{short: "default", profile: defaultProfile, workload: plainWorkload},
+		{short: "locus", profile: locusProfile, workload: plainWorkload},
+		{short: "locus-features", profile: locusProfile, workload: featuresWorkload},
+		{short: "locus-gang", profile: locusProfile, workload: gangWorkload},
+	}
+	if peerProfile != nil {
+		arms = append(arms, arm{short: "peer-gang", profile: peerProfile, workload: gangWorkload})
+	}
+	return arms
+}
+
+// comparison is a ratio of two arms' median pods per second, with the
+// target that SPEC.md section 8 sets for it (at 5,000 nodes).
+type comparison struct {
+	name        string
+	numerator   string
+	denominator string
+	target      float64
+}
+
+var comparisons = []comparison{
+	{name: "plain pods: locus / default", numerator: "locus", denominator: "default", target: 0.95},
+	{name: "compliance+locality pods under locus / plain pods under default", numerator: "locus-features", denominator: "default", target: 0.90},
+	{name: "gang+quota: locus / scheduler-plugins", numerator: "locus-gang", denominator: "peer-gang", target: 3.0},
+}
+
+// specNodes is the cluster size at which SPEC.md sets the targets.
+const specNodes = 5000
+
+// roundOrder alternates the arms across rounds: round r rotates the list by
+// r and reverses it on odd rounds, so that no arm always runs first or
+// right after the same neighbour.
+func roundOrder(arms []arm, r int) []arm {
+	n := len(arms)
+	out := make([]arm, n)
+	for i := range arms {
+		out[i] = arms[(i+r)%n]
+	}
+	if r%2 == 1 {
+		for i, j := 0, n-1; i < j; i, j = i+1, j-1 {
+			out[i], out[j] = out[j], out[i]
+		}
+	}
+	return out
+}

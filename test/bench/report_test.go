@@ -1,0 +1,204 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+)
+
+// result is one arm measured once.
+type result struct {
+	Round    int `json:"round"`
+	Position int `json:"position"` // 1 = first arm of its round
+	Pods     int `json:"pods"`
+	// Seconds is from the scheduler's start (informers synced, Run called)
+	// to the last pod seen bound.
+	Seconds       float64 `json:"seconds"`
+	PodsPerSecond float64 `json:"podsPerSecond"`
+	// CPUSeconds is the CPU time of the whole process (API server, etcd,
+	// scheduler, harness) over the same interval: unlike wall time, it
+	// hardly depends on what else runs on the machine.
+	CPUSeconds       float64 `json:"cpuSeconds"`
+	PodsPerCPUSecond float64 `json:"podsPerCPUSecond"`
+	// StartupSeconds is scheduler.New plus informer sync, not counted above.
+	StartupSeconds   float64 `json:"startupSeconds"`
+	FirstBindSeconds float64 `json:"firstBindSeconds"`
+	// Events is how many events the scheduler wrote for the run's pods
+	// (and gang and quota objects): API writes beside the bindings.
+	Events int `json:"events"`
+}
+
+type armReport struct {
+	Arm                    string   `json:"arm"`
+	SchedulerName          string   `json:"schedulerName"`
+	Workload               string   `json:"workload"`
+	Results                []result `json:"results"`
+	MedianPodsPerSecond    float64  `json:"medianPodsPerSecond"`
+	MedianPodsPerCPUSecond float64  `json:"medianPodsPerCPUSecond"`
+}
+
+type comparisonReport struct {
+	Name        string  `json:"name"`
+	Numerator   string  `json:"numerator"`
+	Denominator string  `json:"denominator"`
+	Ratio       float64 `json:"ratio"` // of the medians of pods/s
+	// RoundRatios pairs the two arms round by round.
+	RoundRatios      []float64 `json:"roundRatios"`
+	MedianRoundRatio float64   `json:"medianRoundRatio"`
+	// CPURatio is the ratio of the medians of pods per CPU-second.
+	CPURatio    float64 `json:"cpuRatio"`
+	Target      float64 `json:"target"`
+	MeetsTarget bool    `json:"meetsTarget"`
+	// AtSpecSize says whether the run had the node count that SPEC.md sets
+	// the target at; a ratio at another size is indicative only.
+	AtSpecSize bool `json:"atSpecSize"`
+}
+
+type report struct {
+	Options     options            `json:"options"`
+	Date        string             `json:"date"`
+	GOMAXPROCS  int                `json:"gomaxprocs"`
+	NumCPU      int                `json:"numCPU"`
+	Arms        []*armReport       `json:"arms"`
+	Comparisons []comparisonReport `json:"comparisons"`
+	byArm       map[string]*armReport
+}
+
+func newReport(opts options, arms []arm) *report {
+	r := &report{
+		Options: opts, Date: time.Now().UTC().Format(time.RFC3339),
+		GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(),
+		byArm: map[string]*armReport{},
+	}
+	for _, a := range arms {
+		ar := &armReport{Arm: a.short, SchedulerName: a.profile.schedulerName, Workload: a.workload.name}
+		r.Arms = append(r.Arms, ar)
+		r.byArm[a.short] = ar
+	}
+	return r
+}
+
+func (r *report) add(arm string, res result) {
+	r.byArm[arm].Results = append(r.byArm[arm].Results, res)
+}
+
+// finish computes medians and the comparisons whose two arms both ran.
+func (r *report) finish() {
+	for _, a := range r.Arms {
+		var v, cpu []float64
+		for _, res := range a.Results {
+			v = append(v, res.PodsPerSecond)
+			cpu = append(cpu, res.PodsPerCPUSecond)
+		}
+		a.MedianPodsPerSecond, a.MedianPodsPerCPUSecond = median(v), median(cpu)
+	}
+	for _, c := range comparisons {
+		num, den := r.byArm[c.numerator], r.byArm[c.denominator]
+		if num == nil || den == nil || num.MedianPodsPerSecond == 0 || den.MedianPodsPerSecond == 0 {
+			continue
+		}
+		cr := comparisonReport{
+			Name: c.name, Numerator: c.numerator, Denominator: c.denominator,
+			Ratio:  num.MedianPodsPerSecond / den.MedianPodsPerSecond,
+			Target: c.target, AtSpecSize: r.Options.Nodes >= specNodes,
+		}
+		cr.MeetsTarget = cr.Ratio >= c.target
+		if den.MedianPodsPerCPUSecond > 0 {
+			cr.CPURatio = num.MedianPodsPerCPUSecond / den.MedianPodsPerCPUSecond
+		}
+		denByRound := map[int]float64{}
+		for _, res := range den.Results {
+			denByRound[res.Round] = res.PodsPerSecond
+		}
+		for _, res := range num.Results {
+			if d, ok := denByRound[res.Round]; ok && d > 0 {
+				cr.RoundRatios = append(cr.RoundRatios, res.PodsPerSecond/d)
+			}
+		}
+		cr.MedianRoundRatio = median(cr.RoundRatios)
+		r.Comparisons = append(r.Comparisons, cr)
+	}
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	} else {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+}
+
+func (r *report) print(w io.Writer) {
+	o := r.Options
+	size := fmt.Sprintf("%d nodes, %d pods per arm and round, %d rounds, gang size %d, %.0f%% of nodes certified",
+		o.Nodes, o.Pods, o.Rounds, o.GangSize, 100*o.CertifiedFraction)
+	if o.Smoke {
+		size += " (smoke size; set LOCUS_BENCH=1 for a measurement)"
+	}
+	fmt.Fprintf(w, "\nlocus throughput benchmark: %s; GOMAXPROCS=%d\n", size, r.GOMAXPROCS)
+	fmt.Fprintf(w, "pods/s = pods / (last bind - scheduler start); one scheduler running at a time\n\n")
+
+	r.printTable(w, "pods/s (wall clock)", func(res result) float64 { return res.PodsPerSecond },
+		func(a *armReport) float64 { return a.MedianPodsPerSecond })
+	r.printTable(w, "pods per CPU-second of the whole process", func(res result) float64 { return res.PodsPerCPUSecond },
+		func(a *armReport) float64 { return a.MedianPodsPerCPUSecond })
+	for _, c := range r.Comparisons {
+		verdict := "meets"
+		if !c.MeetsTarget {
+			verdict = "MISSES"
+		}
+		if !c.AtSpecSize {
+			verdict += fmt.Sprintf(" (target is set at %d nodes)", specNodes)
+		}
+		var rr []string
+		for _, x := range c.RoundRatios {
+			rr = append(rr, fmt.Sprintf("%.3f", x))
+		}
+		fmt.Fprintf(w, "%s\n  ratio of median pods/s %.3f, target >= %.2f: %s\n"+
+			"  per round %s (median %.3f); ratio of median pods per CPU-second %.3f\n",
+			c.Name, c.Ratio, c.Target, verdict, strings.Join(rr, " "), c.MedianRoundRatio, c.CPURatio)
+	}
+	fmt.Fprintln(w)
+}
+
+func (r *report) printTable(w io.Writer, title string, value func(result) float64, med func(*armReport) float64) {
+	fmt.Fprintf(w, "%s\n%-15s %-20s %-19s", title, "arm", "scheduler", "workload")
+	for i := 1; i <= r.Options.Rounds; i++ {
+		fmt.Fprintf(w, " %9s", fmt.Sprintf("round %d", i))
+	}
+	fmt.Fprintf(w, " %9s\n", "median")
+	for _, a := range r.Arms {
+		fmt.Fprintf(w, "%-15s %-20s %-19s", a.Arm, a.SchedulerName, a.Workload)
+		byRound := map[int]float64{}
+		for _, res := range a.Results {
+			byRound[res.Round] = value(res)
+		}
+		for i := 1; i <= r.Options.Rounds; i++ {
+			if v, ok := byRound[i]; ok {
+				fmt.Fprintf(w, " %9.1f", v)
+			} else {
+				fmt.Fprintf(w, " %9s", "failed")
+			}
+		}
+		fmt.Fprintf(w, " %9.1f\n", med(a))
+	}
+	fmt.Fprintln(w)
+}
+
+func (r *report) writeJSON(path string) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
