@@ -6,7 +6,6 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
@@ -114,10 +113,7 @@ func siblingUIDs(pods []*v1.Pod) []string {
 
 // gangPods lists the gang's pods that exist and are not terminal.
 func (pl *BatchQuota) gangPods(ns, name string) []*v1.Pod {
-	pods, err := pl.pods.Pods(ns).List(labels.SelectorFromSet(labels.Set{schedv1alpha1.PodGroupLabel: name}))
-	if err != nil {
-		return nil
-	}
+	pods := pl.groupPods(ns, name)
 	out := pods[:0:0]
 	for _, p := range pods {
 		if p.DeletionTimestamp == nil && p.Status.Phase != v1.PodSucceeded && p.Status.Phase != v1.PodFailed {

@@ -47,6 +47,8 @@ type BatchQuota struct {
 	cache   *quota.Cache
 	client  schedclient.Interface
 	pods    corelisters.PodLister
+	// byGroup indexes pods by namespace/pod-group; nil falls back to the lister.
+	byGroup cache.Indexer
 	groups  schedlisters.PodGroupLister
 	quotas  schedlisters.ElasticQuotaLister
 	synced  []cache.InformerSynced
@@ -132,6 +134,13 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 	})
 	if err != nil {
 		return nil, err
+	}
+	// Gang members are looked up by their PodGroup on every attempt: an
+	// index keeps that from scanning every pod in the cluster.
+	if err := podInformer.Informer().AddIndexers(cache.Indexers{podGroupIndex: podGroupIndexFunc}); err != nil {
+		logger.Info("gang members will be found by scanning pods", "err", err)
+	} else {
+		pl.byGroup = podInformer.Informer().GetIndexer()
 	}
 	// A bound member counted before its PodGroup was known was counted
 	// without its gang: count it again, with it, when the PodGroup appears.
@@ -237,16 +246,48 @@ func (pl *BatchQuota) onPodGroup(obj interface{}) {
 	if !ok {
 		return
 	}
-	pods, err := pl.pods.Pods(pg.Namespace).List(labels.SelectorFromSet(labels.Set{schedv1alpha1.PodGroupLabel: pg.Name}))
-	if err != nil {
-		return
-	}
+	pods := pl.groupPods(pg.Namespace, pg.Name)
 	g := &quota.Gang{Name: pg.Name, MinMember: pg.Spec.MinMember}
 	for _, p := range pods {
 		if p.Spec.NodeName != "" {
 			pl.cache.AddBoundPod(p.UID, p.Namespace, podRequests(p), g)
 		}
 	}
+}
+
+// podGroupIndex indexes pods by "namespace/pod-group".
+const podGroupIndex = "locus.dev/pod-group"
+
+func podGroupIndexFunc(obj interface{}) ([]string, error) {
+	pod, ok := obj.(*v1.Pod)
+	if !ok {
+		return nil, nil
+	}
+	if g := pod.Labels[schedv1alpha1.PodGroupLabel]; g != "" {
+		return []string{pod.Namespace + "/" + g}, nil
+	}
+	return nil, nil
+}
+
+// groupPods returns every pod (any phase the informer holds) labelled for a gang.
+func (pl *BatchQuota) groupPods(ns, name string) []*v1.Pod {
+	if pl.byGroup != nil {
+		objs, err := pl.byGroup.ByIndex(podGroupIndex, ns+"/"+name)
+		if err == nil {
+			pods := make([]*v1.Pod, 0, len(objs))
+			for _, o := range objs {
+				if p, ok := o.(*v1.Pod); ok {
+					pods = append(pods, p)
+				}
+			}
+			return pods
+		}
+	}
+	pods, err := pl.pods.Pods(ns).List(labels.SelectorFromSet(labels.Set{schedv1alpha1.PodGroupLabel: name}))
+	if err != nil {
+		return nil
+	}
+	return pods
 }
 
 func (pl *BatchQuota) onPodDelete(obj interface{}) {

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework/plugins/helper"
@@ -37,7 +36,7 @@ func (pl *BatchQuota) PreScore(ctx context.Context, cycleState fwk.CycleState, p
 		return ni.Node().Labels[v1.LabelTopologyZone]
 	}
 	zones := siblingZones{}
-	siblings, _ := pl.pods.Pods(pod.Namespace).List(labels.SelectorFromSet(labels.Set{schedv1alpha1.PodGroupLabel: gang}))
+	siblings := pl.groupPods(pod.Namespace, gang)
 	for _, p := range siblings {
 		if p.UID != pod.UID && p.Spec.NodeName != "" {
 			if z := nodeZone(p.Spec.NodeName); z != "" {

@@ -105,7 +105,7 @@ func (pl *BatchQuota) writePodGroupStatus(ctx context.Context) {
 
 func (pl *BatchQuota) podGroupStatus(pg *schedv1alpha1.PodGroup) schedv1alpha1.PodGroupStatus {
 	st := pg.Status
-	pods, _ := pl.pods.Pods(pg.Namespace).List(labels.SelectorFromSet(labels.Set{schedv1alpha1.PodGroupLabel: pg.Name}))
+	pods := pl.groupPods(pg.Namespace, pg.Name)
 	var bound, running int32
 	for _, p := range pods {
 		if p.Spec.NodeName != "" {

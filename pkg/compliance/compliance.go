@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
+	compbasemetrics "k8s.io/component-base/metrics"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -36,6 +37,7 @@ type Compliance struct {
 	nsLister corelisters.NamespaceLister
 	nodes    corelisters.NodeLister
 	clock    clock.PassiveClock
+	certs    *certCache
 }
 
 var _ framework.PreFilterPlugin = &Compliance{}
@@ -84,6 +86,7 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 		nsLister: informers.Namespaces().Lister(),
 		nodes:    informers.Nodes().Lister(),
 		clock:    clock.RealClock{},
+		certs:    &certCache{prefix: args.CertificationLabelPrefix},
 	}, nil
 }
 
@@ -217,6 +220,30 @@ func (pl *Compliance) requirements(pod *v1.Pod) (*Requirements, error) {
 type preFilterState struct {
 	req *Requirements
 	now time.Time
+	// rejections holds the pod's rejection counters, resolved once here
+	// rather than looked up by label on every rejected node.
+	rejections map[[2]string]compbasemetrics.CounterMetric
+}
+
+func newPreFilterState(req *Requirements, now time.Time) *preFilterState {
+	s := &preFilterState{req: req, now: now, rejections: map[[2]string]compbasemetrics.CounterMetric{}}
+	for _, std := range req.Standards {
+		for _, kind := range []string{metrics.RejectMissing, metrics.RejectExpired, metrics.RejectInvalid} {
+			s.rejections[[2]string{std, kind}] = metrics.ComplianceRejections.WithLabelValues(std, kind)
+		}
+	}
+	if req.Residency != "" {
+		s.rejections[[2]string{req.Residency, metrics.RejectResidency}] = metrics.ComplianceRejections.WithLabelValues(req.Residency, metrics.RejectResidency)
+	}
+	return s
+}
+
+func (s *preFilterState) countRejection(v *Violation) {
+	if c, ok := s.rejections[[2]string{v.Standard, v.Kind}]; ok {
+		c.Inc()
+		return
+	}
+	metrics.ComplianceRejections.WithLabelValues(v.Standard, v.Kind).Inc()
 }
 
 // Clone returns the state itself: it does not change with added or removed pods.
@@ -235,7 +262,7 @@ func (pl *Compliance) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 	if req.Empty() {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
-	cycleState.Write(preFilterStateKey, &preFilterState{req: req, now: pl.clock.Now()})
+	cycleState.Write(preFilterStateKey, newPreFilterState(req, pl.clock.Now()))
 	return nil, nil
 }
 
@@ -253,7 +280,7 @@ func (pl *Compliance) Filter(ctx context.Context, cycleState fwk.CycleState, pod
 	if v == nil {
 		return nil
 	}
-	metrics.ComplianceRejections.WithLabelValues(v.Standard, v.Kind).Inc()
+	s.countRejection(v)
 	// Evicting pods does not certify a node or move it to another region, so
 	// preemption cannot help.
 	return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, v.Message)
@@ -291,7 +318,10 @@ func (pl *Compliance) Score(ctx context.Context, cycleState fwk.CycleState, pod 
 		return 0, fwk.AsStatus(fmt.Errorf("reading %q from cycle state: %w", preScoreStateKey, err))
 	}
 	s := c.(*preScoreState)
-	return int64(ValidCertifications(nodeInfo.Node().Labels, pl.args.CertificationLabelPrefix, s.required, s.now)), nil
+	if pl.certs == nil {
+		return int64(ValidCertifications(nodeInfo.Node().Labels, pl.args.CertificationLabelPrefix, s.required, s.now)), nil
+	}
+	return int64(pl.certs.validCertifications(nodeInfo.Node(), s.required, s.now)), nil
 }
 
 // NormalizeScore maps the counts to 0..100, fewest spare certifications highest.

@@ -281,7 +281,7 @@ func TestPreFilter(t *testing.T) {
 			if err != nil {
 				t.Fatalf("PreFilter() wrote no state: %v", err)
 			}
-			if diff := cmp.Diff(tt.wantState, s.req, cmpopts.EquateEmpty()); diff != "" {
+			if diff := cmp.Diff(tt.wantState, s.req, cmpopts.EquateEmpty(), cmpopts.IgnoreUnexported(Requirements{})); diff != "" {
 				t.Errorf("PreFilter() state (-want,+got):\n%s", diff)
 			}
 			if !s.now.Equal(testNow) {

@@ -26,6 +26,10 @@ type Requirements struct {
 	Residency string
 	// Regions are the regions of the residency group.
 	Regions sets.Set[string]
+
+	// missing[i] is the reason for a node without Standards[i], made once
+	// per pod rather than once per rejected node.
+	missing []string
 }
 
 // Empty reports whether the pod has no requirement at all.
@@ -63,6 +67,9 @@ func ParseRequirements(pod *v1.Pod, ns *v1.Namespace, residency map[string][]str
 		}
 	}
 	req := &Requirements{Standards: sets.List(standards)}
+	for _, std := range req.Standards {
+		req.missing = append(req.missing, fmt.Sprintf(ErrReasonMissingFmt, std))
+	}
 
 	podGroup, podHas := pod.Annotations[locusv1alpha1.AnnotationDataResidency]
 	nsGroup, nsHas := nsAnn[locusv1alpha1.AnnotationDataResidency]
@@ -168,13 +175,19 @@ type Violation struct {
 
 // Check returns the first requirement that the node fails, or nil.
 func (r *Requirements) Check(node *v1.Node, labelPrefix string, now time.Time) *Violation {
-	for _, std := range r.Standards {
+	for i, std := range r.Standards {
 		state, value := Certification(node.Labels, labelPrefix, std, now)
 		switch state {
 		case CertValid:
 			continue
 		case CertMissing:
-			return &Violation{Standard: std, Kind: metrics.RejectMissing, Message: fmt.Sprintf(ErrReasonMissingFmt, std)}
+			msg := ""
+			if i < len(r.missing) {
+				msg = r.missing[i]
+			} else {
+				msg = fmt.Sprintf(ErrReasonMissingFmt, std)
+			}
+			return &Violation{Standard: std, Kind: metrics.RejectMissing, Message: msg}
 		case CertExpired:
 			return &Violation{Standard: std, Kind: metrics.RejectExpired, Message: fmt.Sprintf(ErrReasonExpiredFmt, std, value)}
 		default:

@@ -180,7 +180,7 @@ func TestParseRequirements(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseRequirements() unexpected error: %v", err)
 			}
-			if diff := cmp.Diff(tt.want, got, cmpopts.EquateEmpty()); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmpopts.EquateEmpty(), cmpopts.IgnoreUnexported(Requirements{})); diff != "" {
 				t.Errorf("ParseRequirements() (-want,+got):\n%s", diff)
 			}
 		})

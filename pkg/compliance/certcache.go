@@ -1,0 +1,68 @@
+package compliance
+
+import (
+	"strings"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+)
+
+// heldCert is one certification label of a node, parsed.
+type heldCert struct {
+	standard string
+	forever  bool      // "true"
+	until    time.Time // the first instant it is no longer valid; zero if invalid
+}
+
+func (h heldCert) validAt(now time.Time) bool {
+	return h.forever || (!h.until.IsZero() && now.Before(h.until))
+}
+
+// nodeCerts caches a node's parsed certifications against the Node object
+// they came from: the scheduler's snapshot replaces the object when the node
+// changes, so pointer identity says whether the entry is current.
+type nodeCerts struct {
+	node  *v1.Node
+	certs []heldCert
+}
+
+// certCache saves Score from walking every label of every node for every
+// pod: a node's certifications are parsed once per version of the node.
+type certCache struct {
+	prefix string
+	nodes  sync.Map // node name -> *nodeCerts
+}
+
+func (c *certCache) certs(node *v1.Node) []heldCert {
+	if e, ok := c.nodes.Load(node.Name); ok && e.(*nodeCerts).node == node {
+		return e.(*nodeCerts).certs
+	}
+	var certs []heldCert
+	for key, value := range node.Labels {
+		std, ok := strings.CutPrefix(key, c.prefix)
+		if !ok {
+			continue
+		}
+		h := heldCert{standard: std}
+		if value == "true" {
+			h.forever = true
+		} else if day, err := time.Parse(dateLayout, value); err == nil {
+			h.until = day.AddDate(0, 0, 1)
+		}
+		certs = append(certs, h)
+	}
+	c.nodes.Store(node.Name, &nodeCerts{node: node, certs: certs})
+	return certs
+}
+
+// validCertifications counts, as ValidCertifications does, from the cache.
+func (c *certCache) validCertifications(node *v1.Node, skip []string, now time.Time) int {
+	n := 0
+	for _, h := range c.certs(node) {
+		if h.validAt(now) && !contains(skip, h.standard) {
+			n++
+		}
+	}
+	return n
+}
