@@ -41,12 +41,12 @@ func init() {
 
 // BatchQuota is the BatchQuota plugin.
 type BatchQuota struct {
-	logger  klog.Logger
-	handle  framework.Handle
-	args    config.BatchQuotaArgs
-	cache   *quota.Cache
-	client  schedclient.Interface
-	pods    corelisters.PodLister
+	logger klog.Logger
+	handle framework.Handle
+	args   config.BatchQuotaArgs
+	cache  *quota.Cache
+	client schedclient.Interface
+	pods   corelisters.PodLister
 	// byGroup indexes pods by namespace/pod-group; nil falls back to the lister.
 	byGroup cache.Indexer
 	groups  schedlisters.PodGroupLister
