@@ -87,7 +87,7 @@ func (pl *BatchQuota) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 	if rej := pl.cache.Admit(pod.Namespace, s.req, s.gang); rej != nil {
 		s.rejection = rej
 		klog.FromContext(ctx).V(4).Info("pod does not fit its quota", "pod", klog.KObj(pod), "reason", rej.Message)
-		if pl.blocked.changed(pod.UID, rej.Message) {
+		if pl.blocked.changed(pod, rej.Message) {
 			pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeWarning, locusv1alpha1.EventReasonQuotaExceeded, "Scheduling", rej.Message)
 		}
 		// Unschedulable, not Unresolvable: reclaim (PostFilter) or pods

@@ -298,8 +298,18 @@ func (pl *BatchQuota) onPodDelete(obj interface{}) {
 	if !ok {
 		return
 	}
+	counted := pl.cache.HasPod(pod.UID)
 	pl.cache.RemovePod(pod.UID)
 	pl.blocked.forget(pod.UID)
+	if counted {
+		// Quota was freed. The scheduler's own handler for this delete may
+		// have requeued the pods turned away for quota before this handler
+		// uncounted the pod, so they would be judged against the old count
+		// and then wait for another event: bring them back now.
+		if pods := pl.blocked.pods(); len(pods) > 0 {
+			pl.handle.Activate(pl.logger, pods)
+		}
+	}
 }
 
 // podRequests is what a pod counts against its quota.
@@ -321,23 +331,28 @@ func (pl *BatchQuota) gangOf(pod *v1.Pod) *quota.Gang {
 	return &quota.Gang{Name: name, MinMember: pg.Spec.MinMember}
 }
 
-// blockedPods remembers the last quota reason given to each pod, so that a
-// QuotaExceeded event is recorded when the reason changes, not on every attempt.
+// blockedPods remembers the pods turned away for quota and the last reason
+// given to each, so that a QuotaExceeded event is recorded when the reason
+// changes, not on every attempt, and so that freed quota can requeue them.
 type blockedPods struct {
 	mu     sync.Mutex
 	reason map[types.UID]string
+	pod    map[types.UID]*v1.Pod
 }
 
-func newBlockedPods() *blockedPods { return &blockedPods{reason: map[types.UID]string{}} }
+func newBlockedPods() *blockedPods {
+	return &blockedPods{reason: map[types.UID]string{}, pod: map[types.UID]*v1.Pod{}}
+}
 
 // changed records reason for the pod and reports whether it differs from the last.
-func (b *blockedPods) changed(uid types.UID, reason string) bool {
+func (b *blockedPods) changed(pod *v1.Pod, reason string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.reason[uid] == reason {
+	b.pod[pod.UID] = pod
+	if b.reason[pod.UID] == reason {
 		return false
 	}
-	b.reason[uid] = reason
+	b.reason[pod.UID] = reason
 	return true
 }
 
@@ -345,6 +360,18 @@ func (b *blockedPods) forget(uid types.UID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.reason, uid)
+	delete(b.pod, uid)
+}
+
+// pods returns the blocked pods, keyed as handle.Activate wants them.
+func (b *blockedPods) pods() map[string]*v1.Pod {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[string]*v1.Pod, len(b.pod))
+	for _, p := range b.pod {
+		out[p.Namespace+"/"+p.Name] = p
+	}
+	return out
 }
 
 // earlyPods are the pods turned away before the quota counts were complete.
