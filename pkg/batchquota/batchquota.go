@@ -17,7 +17,6 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/klog/v2"
@@ -30,6 +29,7 @@ import (
 	"locus.dev/locus/apis/config"
 	"locus.dev/locus/apis/config/validation"
 	"locus.dev/locus/pkg/batchquota/quota"
+	"locus.dev/locus/pkg/crdconfig"
 	"locus.dev/locus/pkg/metrics"
 )
 
@@ -89,11 +89,7 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 	if h.KubeConfig() == nil {
 		return nil, fmt.Errorf("%s needs the scheduler's kubeconfig to read ElasticQuotas and PodGroups", Name)
 	}
-	// Custom resources speak JSON, whatever content type the scheduler's
-	// own clients use (kube-scheduler defaults to protobuf).
-	kubeConfig := rest.CopyConfig(h.KubeConfig())
-	kubeConfig.ContentType, kubeConfig.AcceptContentTypes = "application/json", "application/json"
-	client, err := schedclient.NewForConfig(kubeConfig)
+	client, err := schedclient.NewForConfig(crdconfig.JSON(h.KubeConfig()))
 	if err != nil {
 		return nil, fmt.Errorf("building the scheduling.x-k8s.io client: %w", err)
 	}

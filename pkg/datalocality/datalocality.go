@@ -18,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -28,6 +27,7 @@ import (
 	"locus.dev/locus/apis/config"
 	"locus.dev/locus/apis/config/validation"
 	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
+	"locus.dev/locus/pkg/crdconfig"
 	"locus.dev/locus/pkg/generated/clientset/versioned"
 	locusinformers "locus.dev/locus/pkg/generated/informers/externalversions/locus/v1alpha1"
 	locuslisters "locus.dev/locus/pkg/generated/listers/locus/v1alpha1"
@@ -90,10 +90,7 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 	if h.KubeConfig() == nil {
 		return nil, fmt.Errorf("%s reads Datasets and needs the scheduler's kubeconfig", Name)
 	}
-	cfg := rest.CopyConfig(h.KubeConfig())
-	// kube-scheduler prefers protobuf; custom resources speak JSON only.
-	cfg.ContentType, cfg.AcceptContentTypes = runtime.ContentTypeJSON, runtime.ContentTypeJSON
-	client, err := versioned.NewForConfig(cfg)
+	client, err := versioned.NewForConfig(crdconfig.JSON(h.KubeConfig()))
 	if err != nil {
 		return nil, fmt.Errorf("building the Dataset client: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
+	"locus.dev/locus/pkg/crdconfig"
 	"locus.dev/locus/pkg/datalocality"
 	"locus.dev/locus/pkg/explain"
 	"locus.dev/locus/pkg/generated/clientset/versioned"
@@ -48,7 +49,7 @@ func (o *Options) runDatasets(ctx context.Context, ns string) error {
 	if err != nil {
 		return err
 	}
-	locus, err := versioned.NewForConfig(jsonConfig(cfg))
+	locus, err := versioned.NewForConfig(crdconfig.JSON(cfg))
 	if err != nil {
 		return err
 	}

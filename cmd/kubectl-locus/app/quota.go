@@ -9,12 +9,11 @@ import (
 	"github.com/spf13/cobra"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/rest"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 	schedclient "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
 
 	"locus.dev/locus/pkg/batchquota/quota"
+	"locus.dev/locus/pkg/crdconfig"
 	"locus.dev/locus/pkg/explain"
 	"locus.dev/locus/pkg/plugins"
 )
@@ -66,7 +65,7 @@ func (o *Options) runQuota(ctx context.Context, ns string) error {
 	if err != nil {
 		return err
 	}
-	sched, err := schedclient.NewForConfig(jsonConfig(cfg))
+	sched, err := schedclient.NewForConfig(crdconfig.JSON(cfg))
 	if err != nil {
 		return err
 	}
@@ -171,11 +170,4 @@ func noneFound(what, ns string) string {
 		return fmt.Sprintf("No %s found.", what)
 	}
 	return fmt.Sprintf("No %s found in namespace %s.", what, ns)
-}
-
-// jsonConfig is cfg for custom resources, which speak JSON only.
-func jsonConfig(cfg *rest.Config) *rest.Config {
-	c := rest.CopyConfig(cfg)
-	c.ContentType, c.AcceptContentTypes = runtime.ContentTypeJSON, runtime.ContentTypeJSON
-	return c
 }
