@@ -2,6 +2,8 @@ package batchquota
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -9,10 +11,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
+	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
 	"locus.dev/locus/pkg/batchquota/quota"
 	"locus.dev/locus/pkg/metrics"
 )
@@ -91,6 +95,7 @@ func (pl *BatchQuota) writePodGroupStatus(ctx context.Context) {
 		return
 	}
 	for _, pg := range groups {
+		pl.writeScheduledCount(ctx, pg)
 		want := pl.podGroupStatus(pg)
 		if apiequality.Semantic.DeepEqual(pg.Status, want) {
 			continue
@@ -103,11 +108,25 @@ func (pl *BatchQuota) writePodGroupStatus(ctx context.Context) {
 	}
 }
 
-func (pl *BatchQuota) podGroupStatus(pg *schedv1alpha1.PodGroup) schedv1alpha1.PodGroupStatus {
-	st := pg.Status
-	pods := pl.groupPods(pg.Namespace, pg.Name)
-	var bound, running int32
-	for _, p := range pods {
+// writeScheduledCount keeps the PodGroup's locus.dev/scheduled annotation at
+// the number of its members bound now. The v1alpha1 PodGroup status has no
+// field for it (scheduler-plugins removed status.scheduled), and the CRD is
+// the upstream one, so it is an annotation.
+func (pl *BatchQuota) writeScheduledCount(ctx context.Context, pg *schedv1alpha1.PodGroup) {
+	bound, _ := pl.gangCounts(pg)
+	want := strconv.Itoa(int(bound))
+	if pg.Annotations[locusv1alpha1.AnnotationScheduled] == want {
+		return
+	}
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, locusv1alpha1.AnnotationScheduled, want)
+	if _, err := pl.client.SchedulingV1alpha1().PodGroups(pg.Namespace).Patch(ctx, pg.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		klog.FromContext(ctx).V(2).Info("could not annotate PodGroup; will retry", "podGroup", klog.KObj(pg), "err", err)
+	}
+}
+
+// gangCounts counts a gang's members that are bound and that are running.
+func (pl *BatchQuota) gangCounts(pg *schedv1alpha1.PodGroup) (bound, running int32) {
+	for _, p := range pl.groupPods(pg.Namespace, pg.Name) {
 		if p.Spec.NodeName != "" {
 			bound++
 		}
@@ -115,6 +134,12 @@ func (pl *BatchQuota) podGroupStatus(pg *schedv1alpha1.PodGroup) schedv1alpha1.P
 			running++
 		}
 	}
+	return bound, running
+}
+
+func (pl *BatchQuota) podGroupStatus(pg *schedv1alpha1.PodGroup) schedv1alpha1.PodGroupStatus {
+	st := pg.Status
+	bound, running := pl.gangCounts(pg)
 	reserved, _ := pl.cache.GangMembers(pg.Namespace, pg.Name)
 	st.Running = running
 	placed := st.Phase == PodGroupScheduled || st.Phase == schedv1alpha1.PodGroupRunning

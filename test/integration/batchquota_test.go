@@ -316,10 +316,10 @@ func TestGangsShareAQuotaWithoutDeadlock(t *testing.T) {
 	}
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
 		pg, err = e.sched.SchedulingV1alpha1().PodGroups("spark").Get(ctx, second, metav1.GetOptions{})
-		return err == nil && pg.Status.Phase == "Scheduled", err
+		return err == nil && pg.Status.Phase == "Scheduled" && pg.Annotations[locusv1alpha1.AnnotationScheduled] == "8", err
 	})
 	if err != nil {
-		t.Errorf("PodGroup %s status %+v, want phase Scheduled", second, pg.Status)
+		t.Errorf("PodGroup %s status %+v annotations %v, want phase Scheduled and %s=8", second, pg.Status, pg.Annotations, locusv1alpha1.AnnotationScheduled)
 	}
 }
 

@@ -13,6 +13,9 @@ const (
 	AnnotationDatasets = "locus.dev/datasets"
 	// AnnotationLocalityWait is how long a pod waits for a node near its data.
 	AnnotationLocalityWait = "locus.dev/locality-wait"
+	// AnnotationScheduled is set by locus on a PodGroup: how many of its
+	// members are bound now.
+	AnnotationScheduled = "locus.dev/scheduled"
 )
 
 // Event reasons that locus records. They are constants so that users can
