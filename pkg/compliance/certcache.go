@@ -1,6 +1,7 @@
 package compliance
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,8 +16,31 @@ type heldCert struct {
 	until    time.Time // the first instant it is no longer valid; zero if invalid
 }
 
-func (h heldCert) validAt(now time.Time) bool {
-	return h.forever || (!h.until.IsZero() && now.Before(h.until))
+// parseCertification reads a certification label's value: "true" (no
+// expiry) or a date, valid through the end of that day, UTC. Anything else
+// certifies nothing.
+func parseCertification(standard, value string) heldCert {
+	h := heldCert{standard: standard}
+	if value == "true" {
+		h.forever = true
+	} else if day, err := time.Parse(dateLayout, value); err == nil {
+		h.until = day.AddDate(0, 0, 1)
+	}
+	return h
+}
+
+// state is what the certification says at now.
+func (h heldCert) state(now time.Time) CertState {
+	switch {
+	case h.forever:
+		return CertValid
+	case h.until.IsZero():
+		return CertInvalid
+	case now.Before(h.until):
+		return CertValid
+	default:
+		return CertExpired
+	}
 }
 
 // nodeCerts caches a node's parsed certifications against the Node object
@@ -40,27 +64,20 @@ func (c *certCache) certs(node *v1.Node) []heldCert {
 	}
 	var certs []heldCert
 	for key, value := range node.Labels {
-		std, ok := strings.CutPrefix(key, c.prefix)
-		if !ok {
-			continue
+		if std, ok := strings.CutPrefix(key, c.prefix); ok {
+			certs = append(certs, parseCertification(std, value))
 		}
-		h := heldCert{standard: std}
-		if value == "true" {
-			h.forever = true
-		} else if day, err := time.Parse(dateLayout, value); err == nil {
-			h.until = day.AddDate(0, 0, 1)
-		}
-		certs = append(certs, h)
 	}
 	c.nodes.Store(node.Name, &nodeCerts{node: node, certs: certs})
 	return certs
 }
 
-// validCertifications counts, as ValidCertifications does, from the cache.
+// validCertifications counts the standards the node holds a valid
+// certification for at now, leaving out those in skip.
 func (c *certCache) validCertifications(node *v1.Node, skip []string, now time.Time) int {
 	n := 0
 	for _, h := range c.certs(node) {
-		if h.validAt(now) && !contains(skip, h.standard) {
+		if h.state(now) == CertValid && !slices.Contains(skip, h.standard) {
 			n++
 		}
 	}

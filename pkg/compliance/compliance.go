@@ -318,9 +318,6 @@ func (pl *Compliance) Score(ctx context.Context, cycleState fwk.CycleState, pod 
 		return 0, fwk.AsStatus(fmt.Errorf("reading %q from cycle state: %w", preScoreStateKey, err))
 	}
 	s := c.(*preScoreState)
-	if pl.certs == nil {
-		return int64(ValidCertifications(nodeInfo.Node().Labels, pl.args.CertificationLabelPrefix, s.required, s.now)), nil
-	}
 	return int64(pl.certs.validCertifications(nodeInfo.Node(), s.required, s.now)), nil
 }
 

@@ -125,42 +125,7 @@ func Certification(nodeLabels map[string]string, labelPrefix, standard string, n
 }
 
 func certificationValue(value string, now time.Time) CertState {
-	if value == "true" {
-		return CertValid
-	}
-	day, err := time.Parse(dateLayout, value)
-	if err != nil {
-		return CertInvalid
-	}
-	if now.UTC().Before(day.AddDate(0, 0, 1)) {
-		return CertValid
-	}
-	return CertExpired
-}
-
-// ValidCertifications counts the standards a node holds a valid certification
-// for, leaving out those in skip.
-func ValidCertifications(nodeLabels map[string]string, labelPrefix string, skip []string, now time.Time) int {
-	n := 0
-	for key, value := range nodeLabels {
-		std, ok := strings.CutPrefix(key, labelPrefix)
-		if !ok || contains(skip, std) {
-			continue
-		}
-		if certificationValue(value, now) == CertValid {
-			n++
-		}
-	}
-	return n
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
+	return parseCertification("", value).state(now)
 }
 
 // Violation is the first requirement a node fails, or nil.

@@ -392,8 +392,10 @@ func TestValidCertifications(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := ValidCertifications(tt.labels, tt.prefix, tt.skip, now); got != tt.want {
-				t.Errorf("ValidCertifications() = %d, want %d", got, tt.want)
+			node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: tt.labels}}
+			c := &certCache{prefix: tt.prefix}
+			if got := c.validCertifications(node, tt.skip, now); got != tt.want {
+				t.Errorf("validCertifications() = %d, want %d", got, tt.want)
 			}
 		})
 	}
