@@ -2,7 +2,6 @@ package quota
 
 import (
 	"fmt"
-	"sort"
 	"sync"
 
 	v1 "k8s.io/api/core/v1"
@@ -277,13 +276,7 @@ func (c *Cache) checkLocked(q *Quota, delta Resources, what string, adjust Resou
 	ns := q.Namespace
 	eff := c.effectiveLocked(ns)
 	eff.Add(adjust)
-	names := make([]string, 0, len(delta))
-	for r := range delta {
-		names = append(names, string(r))
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		r := v1.ResourceName(n)
+	for _, r := range delta.Names() {
 		d := delta[r]
 		if d <= 0 || !q.names(r) {
 			continue

@@ -2,11 +2,12 @@ package quota
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
-	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -106,7 +107,7 @@ func (v *ReclaimView) Borrowing(ns string, req Resources) bool {
 // preemptor's own namespace ns, are refused outright.
 func (v *ReclaimView) KeepsMin(ns string, req Resources, victims []Victim) *Rejection {
 	removed := removedByNamespace(victims)
-	for _, vns := range sortedKeys(removed) {
+	for _, vns := range slices.Sorted(maps.Keys(removed)) {
 		q := v.counts.quotas[vns]
 		if q == nil {
 			return &Rejection{Message: fmt.Sprintf("namespace %s has no quota to reclaim from", vns)}
@@ -115,7 +116,7 @@ func (v *ReclaimView) KeepsMin(ns string, req Resources, victims []Victim) *Reje
 			return &Rejection{Quota: vns + "/" + q.Name, Message: fmt.Sprintf("quota %s/%s does not reclaim from itself", vns, q.Name)}
 		}
 		used := v.counts.used[vns]
-		for _, r := range sortedNames(req) {
+		for _, r := range req.Names() {
 			cut := removed[vns][r]
 			if req[r] <= 0 || cut <= 0 || !q.names(r) {
 				continue
@@ -168,24 +169,6 @@ func removedByNamespace(victims []Victim) map[string]Resources {
 		removed[vi.Namespace].Add(vi.Req)
 	}
 	return removed
-}
-
-func sortedKeys(m map[string]Resources) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func sortedNames(r Resources) []v1.ResourceName {
-	out := make([]v1.ResourceName, 0, len(r))
-	for n := range r {
-		out = append(out, n)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
 }
 
 // Reclaimed remembers the pods that reclaim preempted, for a while. The

@@ -6,7 +6,8 @@ package quota
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -99,16 +100,17 @@ func (r Resources) Equal(o Resources) bool {
 	return true
 }
 
+// Names returns the resource names, sorted, so that reasons and renderings
+// come out the same every time.
+func (r Resources) Names() []v1.ResourceName {
+	return slices.Sorted(maps.Keys(r))
+}
+
 // String renders "cpu=2,memory=4Gi", sorted by name.
 func (r Resources) String() string {
-	names := make([]string, 0, len(r))
-	for name := range r {
-		names = append(names, string(name))
-	}
-	sort.Strings(names)
-	parts := make([]string, 0, len(names))
-	for _, n := range names {
-		parts = append(parts, fmt.Sprintf("%s=%s", n, Quantity(v1.ResourceName(n), r[v1.ResourceName(n)])))
+	parts := make([]string, 0, len(r))
+	for _, n := range r.Names() {
+		parts = append(parts, fmt.Sprintf("%s=%s", n, Quantity(n, r[n])))
 	}
 	return strings.Join(parts, ",")
 }
