@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	podutil "k8s.io/kubernetes/pkg/api/v1/pod"
 
 	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
 )
@@ -40,12 +41,8 @@ func settled(pods []v1.Pod) bool {
 }
 
 func scheduledCondition(p *v1.Pod) *v1.PodCondition {
-	for i := range p.Status.Conditions {
-		if p.Status.Conditions[i].Type == v1.PodScheduled {
-			return &p.Status.Conditions[i]
-		}
-	}
-	return nil
+	_, c := podutil.GetPodCondition(&p.Status, v1.PodScheduled)
+	return c
 }
 
 // WaitAndReport waits until every pod is bound or unschedulable (at most

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	podutil "k8s.io/kubernetes/pkg/api/v1/pod"
 )
 
 // NodeSpec describes a simulated node.
@@ -172,11 +173,9 @@ func WaitForPodUnschedulable(ctx context.Context, client kubernetes.Interface, n
 		if p.Spec.NodeName != "" {
 			return false, fmt.Errorf("pod %s/%s was bound to %s", ns, name, p.Spec.NodeName)
 		}
-		for _, c := range p.Status.Conditions {
-			if c.Type == v1.PodScheduled && c.Status == v1.ConditionFalse && c.Reason == v1.PodReasonUnschedulable {
-				msg = c.Message
-				return true, nil
-			}
+		if _, c := podutil.GetPodCondition(&p.Status, v1.PodScheduled); c != nil && c.Status == v1.ConditionFalse && c.Reason == v1.PodReasonUnschedulable {
+			msg = c.Message
+			return true, nil
 		}
 		return false, nil
 	})
