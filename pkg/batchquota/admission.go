@@ -11,34 +11,20 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
-	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
 	"locus.dev/locus/pkg/batchquota/quota"
-)
-
-var _ framework.PreFilterPlugin = &BatchQuota{}
-var _ framework.PreFilterExtensions = &BatchQuota{}
-var _ framework.FilterPlugin = &BatchQuota{}
-var _ framework.ReservePlugin = &BatchQuota{}
-
-const (
-	// ErrReasonNotSynced: quota counts are not complete yet after a start.
-	ErrReasonNotSynced = "quota counts are still being rebuilt from the cluster's pods"
-	// ErrReasonGangIncompleteFmt: fewer pods exist than the gang's minMember.
-	ErrReasonGangIncompleteFmt = "gang %s has %d of its minMember %d pods"
-	// ErrReasonGangBackoffFmt: a released gang waits before its next try, so
-	// that other work can use what it released.
-	ErrReasonGangBackoffFmt = "gang %s did not assemble in time; it tries again after %s"
 )
 
 // stateData is what later extension points need of one pod.
 type stateData struct {
 	req  quota.Resources
 	gang *quota.Gang
+	// noGroup is set when the pod names a PodGroup that does not exist.
+	noGroup string
 	// rejection is PreFilter's verdict; nil when the quota admitted the pod.
 	rejection *quota.Rejection
-	// adjust is how a preemption dry run has changed the usage of the pod's
-	// own namespace (pods of it removed or added back on a node).
-	adjust quota.Resources
+	// adjust is how a preemption dry run has changed the counts (pods
+	// removed from nodes, or added back).
+	adjust quota.Adjust
 	// reclaim is set in a reclaim dry run, which judges quota itself.
 	reclaim bool
 }
@@ -51,129 +37,105 @@ func (s *stateData) Clone() fwk.StateData {
 	return &c
 }
 
-// PreFilter admits the pod against its namespace's quota (the whole gang's
+// PreFilter admits the pod against its namespace's quotas (the whole gang's
 // worth for a gang's first member) and checks that the gang has enough pods.
+// It only computes; PostFilter records why a pod waits.
 func (pl *BatchQuota) PreFilter(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
-	if !pl.hasSynced() {
-		pl.early.add(pod)
+	if !pl.HasSynced() {
+		pl.early.Add(pod)
 		return nil, fwk.NewStatus(fwk.Unschedulable, ErrReasonNotSynced)
 	}
-	s := &stateData{req: podRequests(pod), gang: pl.gangOf(pod)}
+	s := &stateData{req: podRequests(pod)}
 	cycleState.Write(stateKey, s)
 
-	var siblings []*v1.Pod
-	if s.gang != nil {
-		if until, ok := pl.gangs.backingOff(gangKey(pod.Namespace, s.gang.Name), pl.clock()); ok {
-			// A timer activates the gang when the backoff ends.
-			return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
-				fmt.Sprintf(ErrReasonGangBackoffFmt, s.gang.Name, until.UTC().Format(time.RFC3339)))
+	if name := pod.Labels[schedv1alpha1.PodGroupLabel]; name != "" {
+		pg, err := pl.groups.PodGroups(pod.Namespace).Get(name)
+		if err != nil {
+			s.noGroup = name
+			// The PodGroup's creation requeues the pod (EventsToRegister).
+			return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf(ErrReasonPodGroupNotFoundFmt, pod.Namespace, name))
 		}
-		siblings = pl.gangPods(pod.Namespace, s.gang.Name)
-		if n := len(siblings); n < int(s.gang.MinMember) {
-			// More pods must be created; evicting others cannot help.
-			return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
-				fmt.Sprintf(ErrReasonGangIncompleteFmt, s.gang.Name, n, s.gang.MinMember))
-		}
-		if pl.gangs.firstFull(gangKey(pod.Namespace, s.gang.Name), siblingUIDs(siblings)) {
-			// The gang's last pod arrived: siblings turned away for being too
-			// few try again now, whatever the quota says of this one.
-			pl.activate(ctx, pod, siblings)
+		if isMember(pod, pg) {
+			members := pl.gangPods(pod.Namespace, pg)
+			s.gang = pl.gangFor(pg, members)
+			if until, ok := pl.gangs.BackingOff(gangKey(pod.Namespace, name), pl.clock()); ok {
+				// A timer activates the gang when the backoff ends.
+				return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
+					fmt.Sprintf(ErrReasonGangBackoffFmt, name, until.UTC().Format(time.RFC3339)))
+			}
+			if n := len(members); n < int(pg.Spec.MinMember) {
+				if counted, complete := pl.cache.GangMembers(pod.Namespace, name); !complete || counted == 0 {
+					// More pods must be created (or ungated); evicting
+					// others cannot help. A sibling's creation requeues it.
+					return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
+						fmt.Sprintf(ErrReasonGangIncompleteFmt, name, n, pg.Spec.MinMember))
+				}
+			}
 		}
 	}
-	if _, limited := pl.cache.Get(pod.Namespace); !limited {
+	if !pl.cache.Limited(pod.Namespace) {
 		// No quota: nothing for Filter or the preemption extensions to check.
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
 	if rej := pl.cache.Admit(pod.Namespace, s.req, s.gang); rej != nil {
 		s.rejection = rej
 		klog.FromContext(ctx).V(4).Info("pod does not fit its quota", "pod", klog.KObj(pod), "reason", rej.Message)
-		if pl.blocked.changed(pod, rej.Message) {
-			pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeWarning, locusv1alpha1.EventReasonQuotaExceeded, "Scheduling", rej.Message)
-		}
 		// Unschedulable, not Unresolvable: reclaim (PostFilter) or pods
 		// finishing can make room.
 		return nil, fwk.NewStatus(fwk.Unschedulable, rej.Message)
 	}
-	if s.gang != nil {
-		if members, _ := pl.cache.GangMembers(pod.Namespace, s.gang.Name); members == 0 {
-			// The gang's first admitted member: bring its siblings along.
-			pl.activate(ctx, pod, siblings)
-		}
-	}
 	return nil, nil
 }
 
-func siblingUIDs(pods []*v1.Pod) []string {
-	out := make([]string, len(pods))
-	for i, p := range pods {
-		out[i] = string(p.UID)
-	}
-	return out
-}
-
-// gangPods lists the gang's pods that exist and are not terminal.
-func (pl *BatchQuota) gangPods(ns, name string) []*v1.Pod {
-	pods := pl.groupPods(ns, name)
+// gangPods lists the gang's members that can be scheduled: existing, not
+// terminal, not scheduling-gated, and of the PodGroup's current run.
+func (pl *BatchQuota) gangPods(ns string, pg *schedv1alpha1.PodGroup) []*v1.Pod {
+	pods := pl.groupPods(ns, pg.Name)
 	out := pods[:0:0]
 	for _, p := range pods {
-		if p.DeletionTimestamp == nil && p.Status.Phase != v1.PodSucceeded && p.Status.Phase != v1.PodFailed {
+		if p.DeletionTimestamp == nil && p.Status.Phase != v1.PodSucceeded && p.Status.Phase != v1.PodFailed &&
+			len(p.Spec.SchedulingGates) == 0 && isMember(p, pg) {
 			out = append(out, p)
 		}
 	}
 	return out
 }
 
-// activate moves a pod's unplaced siblings back to the active queue: they
-// may have been turned away while the gang had too few pods, and no cluster
-// event would bring them back. (PodsToActivate in the cycle state would act
-// only if this pod's cycle succeeds.)
-func (pl *BatchQuota) activate(ctx context.Context, pod *v1.Pod, siblings []*v1.Pod) {
-	pods := map[string]*v1.Pod{}
-	for _, p := range siblings {
-		if p.UID != pod.UID && p.Spec.NodeName == "" {
-			pods[p.Namespace+"/"+p.Name] = p
-		}
-	}
-	if len(pods) > 0 {
-		pl.handle.Activate(klog.FromContext(ctx), pods)
-	}
-}
-
 // PreFilterExtensions returns the plugin: a preemption dry run that removes
-// pods of the pod's own namespace frees quota, and Filter must see it.
+// pods changes the quota counts, and Filter must see it.
 func (pl *BatchQuota) PreFilterExtensions() framework.PreFilterExtensions { return pl }
 
-// AddPod counts a pod of the same namespace added in a dry run (a nominated
-// pod, or a victim reprieved).
-func (pl *BatchQuota) AddPod(_ context.Context, cycleState fwk.CycleState, podToSchedule *v1.Pod, podInfoToAdd fwk.PodInfo, _ fwk.NodeInfo) *fwk.Status {
-	return pl.adjust(cycleState, podToSchedule, podInfoToAdd.GetPod(), 1)
+// AddPod counts a pod added in a dry run (a nominated pod, or a victim reprieved).
+func (pl *BatchQuota) AddPod(_ context.Context, cycleState fwk.CycleState, _ *v1.Pod, podInfoToAdd fwk.PodInfo, _ fwk.NodeInfo) *fwk.Status {
+	return pl.adjust(cycleState, podInfoToAdd.GetPod(), 1)
 }
 
-// RemovePod uncounts a pod of the same namespace removed in a dry run (a
-// preemption victim). Pods of other quotas are reclaim's business, with
-// its own rules (PostFilter), so they change nothing here.
-func (pl *BatchQuota) RemovePod(_ context.Context, cycleState fwk.CycleState, podToSchedule *v1.Pod, podInfoToRemove fwk.PodInfo, _ fwk.NodeInfo) *fwk.Status {
-	return pl.adjust(cycleState, podToSchedule, podInfoToRemove.GetPod(), -1)
+// RemovePod uncounts a pod removed in a dry run (a preemption victim).
+func (pl *BatchQuota) RemovePod(_ context.Context, cycleState fwk.CycleState, _ *v1.Pod, podInfoToRemove fwk.PodInfo, _ fwk.NodeInfo) *fwk.Status {
+	return pl.adjust(cycleState, podInfoToRemove.GetPod(), -1)
 }
 
-func (pl *BatchQuota) adjust(cycleState fwk.CycleState, pod, other *v1.Pod, sign int64) *fwk.Status {
-	if other.Namespace != pod.Namespace {
-		return nil
-	}
+func (pl *BatchQuota) adjust(cycleState fwk.CycleState, other *v1.Pod, sign int64) *fwk.Status {
 	s, err := getState(cycleState)
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
-	if s.adjust == nil {
-		s.adjust = quota.Resources{}
+	if !pl.cache.Limited(other.Namespace) {
+		return nil // pods of namespaces without a quota change no count
 	}
-	s.adjust.Add(podRequests(other).Scaled(sign))
+	if s.adjust == nil {
+		s.adjust = quota.Adjust{}
+	}
+	s.adjust.Add(other.Namespace, podRequests(other), sign)
 	return nil
 }
 
 // Filter checks the quota again only where a preemption dry run changed the
-// namespace's usage; in a normal cycle it repeats PreFilter's verdict, which
-// admitted the pod (a rejected pod never reaches Filter).
+// counts; in a normal cycle it repeats PreFilter's verdict, which admitted
+// the pod (a rejected pod never reaches Filter). Priority preemption may
+// take pods of the pod's own namespace, and of namespaces without a quota;
+// a victim of another quota is allowed only under the reclaim rules (the
+// pod's quota under its min, the victim's quota left at or above its min).
 func (pl *BatchQuota) Filter(_ context.Context, cycleState fwk.CycleState, pod *v1.Pod, _ fwk.NodeInfo) *fwk.Status {
 	s, err := getState(cycleState)
 	if err != nil {
@@ -182,7 +144,7 @@ func (pl *BatchQuota) Filter(_ context.Context, cycleState fwk.CycleState, pod *
 	if s.reclaim || (s.rejection == nil && len(s.adjust) == 0) {
 		return nil
 	}
-	if rej := pl.cache.AdmitAdjusted(pod.Namespace, s.req, s.gang, s.adjust); rej != nil {
+	if rej := pl.cache.CheckPreemption(pod.Namespace, s.req, s.gang, s.adjust); rej != nil {
 		return fwk.NewStatus(fwk.Unschedulable, rej.Message)
 	}
 	return nil
@@ -196,27 +158,50 @@ func reclaiming(cycleState fwk.CycleState) {
 	}
 }
 
-// Reserve counts the pod against its quota.
+// Reserve counts the pod against its quota. A gang's first reserved member
+// brings its siblings back to the active queue: they may have been turned
+// away while the gang did not fit, and no cluster event would wake them.
 func (pl *BatchQuota) Reserve(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
 	s, err := getState(cycleState)
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
 	pl.cache.AddPod(pod.UID, pod.Namespace, s.req, s.gang)
-	pl.blocked.forget(pod.UID)
-	if s.gang != nil {
-		if members, complete := pl.cache.GangMembers(pod.Namespace, s.gang.Name); !complete {
-			pl.gangs.reserved(gangKey(pod.Namespace, s.gang.Name), members, pl.clock())
-		}
+	pl.blocked.Forget(pod.UID)
+	if s.gang == nil {
+		return nil
+	}
+	members, complete := pl.cache.GangMembers(pod.Namespace, s.gang.Name)
+	if !complete {
+		pl.gangs.Reserved(gangKey(pod.Namespace, s.gang.Name), members, pl.clock())
+	}
+	if members == 1 && !complete {
+		pl.activateSiblings(ctx, pod, s.gang.Name)
 	}
 	return nil
 }
 
-// Unreserve undoes Reserve. For a gang member it also rejects the waiting
-// siblings: a gang is placed whole or not at all, and its quota and node
-// resources are released together.
+// activateSiblings moves a pod's unplaced gang siblings to the active queue.
+func (pl *BatchQuota) activateSiblings(ctx context.Context, pod *v1.Pod, gangName string) {
+	pods := map[string]*v1.Pod{}
+	for _, p := range pl.groupPods(pod.Namespace, gangName) {
+		if p.UID != pod.UID && p.Spec.NodeName == "" && pl.handle.GetWaitingPod(p.UID) == nil {
+			pods[p.Namespace+"/"+p.Name] = p
+		}
+	}
+	if len(pods) > 0 {
+		pl.handle.Activate(klog.FromContext(ctx), pods)
+	}
+}
+
+// Unreserve undoes Reserve, unless the informer has seen the pod bound (a
+// bind that timed out on the client but succeeded). For a gang member it
+// also rejects the waiting siblings: a gang is placed whole or not at all,
+// and its quota and node resources are released together.
 func (pl *BatchQuota) Unreserve(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodeName string) {
-	pl.cache.RemovePod(pod.UID)
+	if !pl.cache.Unreserve(pod.UID) {
+		return
+	}
 	s, err := getState(cycleState)
 	if err != nil || s.gang == nil {
 		return
@@ -227,46 +212,16 @@ func (pl *BatchQuota) Unreserve(ctx context.Context, cycleState fwk.CycleState, 
 	pl.handle.IterateOverWaitingPods(func(wp framework.WaitingPod) {
 		p := wp.GetPod()
 		if p.Namespace == pod.Namespace && p.Labels[schedv1alpha1.PodGroupLabel] == s.gang.Name && p.UID != pod.UID {
-			wp.Reject(Name, fmt.Sprintf("gang %s released: member %s was not placed", s.gang.Name, pod.Name))
+			wp.Reject(Name, fmt.Sprintf(ErrReasonGangReleasedFmt, s.gang.Name, pod.Name))
 		}
 	})
 	key := gangKey(pod.Namespace, s.gang.Name)
 	if members, _ := pl.cache.GangMembers(pod.Namespace, s.gang.Name); members == 0 {
-		if peak, ok := pl.gangs.release(key); ok {
+		if peak, ok := pl.gangs.Release(key); ok {
 			pl.recordGangTimeout(ctx, pod, s.gang, peak)
 			pl.backOffGang(ctx, pod.Namespace, s.gang.Name)
 		}
 	}
-}
-
-// backOffGang keeps a released gang out for one schedule timeout, so that
-// the node resources and quota it released go to other work rather than to
-// its own next doomed attempt, then activates its members.
-func (pl *BatchQuota) backOffGang(ctx context.Context, ns, name string) {
-	d := pl.scheduleTimeout(ns, name)
-	pl.gangs.backOff(gangKey(ns, name), pl.clock().Add(d))
-	time.AfterFunc(d, func() {
-		pods := map[string]*v1.Pod{}
-		for _, p := range pl.gangPods(ns, name) {
-			if p.Spec.NodeName == "" {
-				pods[p.Namespace+"/"+p.Name] = p
-			}
-		}
-		if len(pods) > 0 {
-			pl.handle.Activate(klog.FromContext(ctx), pods)
-		}
-	})
-}
-
-func (pl *BatchQuota) recordGangTimeout(ctx context.Context, pod *v1.Pod, g *quota.Gang, peak int) {
-	pg, err := pl.groups.PodGroups(pod.Namespace).Get(g.Name)
-	if err != nil {
-		return
-	}
-	msg := fmt.Sprintf("gang %s was released before reaching minMember %d (%d members were reserved): their quota and node resources are free; it tries again in one schedule timeout",
-		g.Name, g.MinMember, peak)
-	klog.FromContext(ctx).V(2).Info("gang released", "podGroup", klog.KObj(pg), "reason", msg)
-	pl.handle.EventRecorder().Eventf(pg, nil, v1.EventTypeWarning, locusv1alpha1.EventReasonGangTimeout, "Permit", msg)
 }
 
 func gangKey(ns, name string) string { return ns + "/" + name }

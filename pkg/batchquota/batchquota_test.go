@@ -33,7 +33,9 @@ import (
 	schedinformers "sigs.k8s.io/scheduler-plugins/pkg/generated/informers/externalversions"
 
 	"locus.dev/locus/apis/config"
+	"locus.dev/locus/pkg/batchquota/gang"
 	"locus.dev/locus/pkg/batchquota/quota"
+	"locus.dev/locus/pkg/leader"
 )
 
 // Helpers of the adapter tests are prefixed bq: reclaim_test.go shares the package.
@@ -167,8 +169,11 @@ func newBQ(t *testing.T, s bqSetup) *bqEnv {
 		quotas:  eqInformer.Lister(),
 		synced:  []cache.InformerSynced{func() bool { return true }, func() bool { return synced }},
 		clock:   func() time.Time { return env.now },
-		gangs:   newGangTracker(),
-		blocked: newBlockedPods(),
+		gangs:   gang.NewTracker(),
+		blocked: gang.NewBlocked(),
+		early:   gang.NewEarly(),
+		warned:  gang.NewSet(),
+		leader:  leader.Always(),
 	}
 	fw, err := tf.NewFramework(ctx, []tf.RegisterPluginFunc{
 		tf.RegisterQueueSortPlugin(queuesort.Name, queuesort.New),
@@ -197,6 +202,27 @@ func newBQ(t *testing.T, s bqSetup) *bqEnv {
 		}
 	}
 	return env
+}
+
+// gangOf is the pod's gang as PreFilter finds it.
+func (e *bqEnv) gangOf(p *v1.Pod) *quota.Gang {
+	g, _ := e.pl.gangOf(p)
+	if g == nil {
+		return nil
+	}
+	pg, _ := e.pl.groups.PodGroups(p.Namespace).Get(g.Name)
+	return e.pl.gangFor(pg, e.pl.gangPods(p.Namespace, pg))
+}
+
+// attempt runs PreFilter and, for a rejected pod, what PostFilter records
+// of it, as a scheduling cycle does.
+func (e *bqEnv) attempt(pod *v1.Pod) *fwk.Status {
+	state := framework.NewCycleState()
+	_, st := e.pl.PreFilter(e.ctx, state, pod, nil)
+	if s, err := getState(state); err == nil && st.IsRejected() {
+		e.pl.recordWaiting(pod, s)
+	}
+	return st
 }
 
 // preFiltered runs PreFilter for a pod that must pass it (Success, or Skip
@@ -334,15 +360,16 @@ func TestPreFilter(t *testing.T) {
 			want: fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "gang train has 2 of its minMember 3 pods"),
 		},
 		{
-			name: "gang: finished, deleting and other namespaces' pods are not members",
+			name: "gang: finished, deleting, scheduling-gated and other namespaces' pods are not members",
 			setup: bqSetup{
 				groups: []*schedv1alpha1.PodGroup{bqGroup(ns, "train", 3, nil), bqGroup(other, "train", 3, nil)},
 				pods: []*v1.Pod{
 					bqMember(ns, "m1", "train", 1).Obj(),
-					bqMember(ns, "m2", "train", 1).Node("n1").Obj(),
+					bqMember(ns, "m2", "train", 1).Obj(),
+					bqMember(ns, "gated", "train", 1).SchedulingGates([]string{"example.com/wait"}).Obj(),
 					bqMember(ns, "done", "train", 1).Node("n1").Phase(v1.PodSucceeded).Obj(),
 					bqMember(ns, "failed", "train", 1).Node("n1").Phase(v1.PodFailed).Obj(),
-					bqMember(ns, "deleting", "train", 1).Node("n1").Terminating().Obj(),
+					bqMember(ns, "deleting", "train", 1).Terminating().Obj(),
 					bqMember(other, "m3", "train", 1).Obj(),
 					bqPod(ns, "unlabelled", 1).Obj(),
 				},
@@ -393,13 +420,12 @@ func TestPreFilter(t *testing.T) {
 					bqMember(ns, "m3", "train", 2).Obj(),
 				},
 			},
-			pod:        bqMember(ns, "m1", "train", 2).Obj(),
+			pod: bqMember(ns, "m1", "train", 2).Obj(),
+			// PreFilter activates nothing (a sibling's creation requeues the
+			// others through the Pod/Add hint).
 			toActivate: true,
-			// The gang just got its last pod: siblings turned away as too
-			// few try again, whatever the quota says of this one.
-			wantActivated: []string{"team-a/m2", "team-a/m3"},
-			want:          fwk.NewStatus(fwk.Unschedulable, "quota team-a/q: cpu would be 6 (used 0 + gang train of 3 pods 6), over max 5"),
-			wantEvents:    []string{"Warning QuotaExceeded quota team-a/q: cpu would be 6 (used 0 + gang train of 3 pods 6), over max 5"},
+			want:       fwk.NewStatus(fwk.Unschedulable, "quota team-a/q: cpu would be 6 (used 0 + gang train needs 6), over max 5"),
+			wantEvents: []string{"Warning QuotaExceeded quota team-a/q: cpu would be 6 (used 0 + gang train needs 6), over max 5"},
 		},
 		{
 			name: "gang in backoff after a release",
@@ -444,19 +470,21 @@ func TestPreFilter(t *testing.T) {
 			pod: bqPod(ns, "p", 3).Obj(),
 		},
 		{
-			name: "label naming a PodGroup that does not exist: a pod on its own",
+			name: "label naming a PodGroup that does not exist: the pod waits and is reported, not placed alone",
 			setup: bqSetup{
 				quotas: []*schedv1alpha1.ElasticQuota{bqEQ(ns, "4", "4")},
 				pods:   []*v1.Pod{bqMember(ns, "m1", "missing", 3).Obj()},
 			},
-			pod: bqMember(ns, "m1", "missing", 3).Obj(),
+			pod:        bqMember(ns, "m1", "missing", 3).Obj(),
+			want:       fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "PodGroup team-a/missing not found: the pod waits for it rather than being placed without its gang"),
+			wantEvents: []string{"Warning PodGroupNotFound PodGroup team-a/missing not found: the pod waits for it rather than being placed without its gang"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := newBQ(t, tt.setup)
 			for _, p := range tt.counted {
-				env.pl.cache.AddPod(p.UID, p.Namespace, podRequests(p), env.pl.gangOf(p))
+				env.pl.cache.AddPod(p.UID, p.Namespace, podRequests(p), env.gangOf(p))
 			}
 			for _, p := range tt.before {
 				if s := env.pl.Reserve(env.ctx, env.preFiltered(t, p), p, "n1"); !s.IsSuccess() {
@@ -466,7 +494,7 @@ func TestPreFilter(t *testing.T) {
 				env.events()
 			}
 			for key, until := range tt.backoff {
-				env.pl.gangs.backOff(key, until)
+				env.pl.gangs.BackOff(key, until)
 			}
 			state := framework.NewCycleState()
 			var toActivate *framework.PodsToActivate
@@ -480,6 +508,13 @@ func TestPreFilter(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("PreFilter status (-want,+got):\n%s", diff)
+			}
+			// As the framework goes on: PostFilter records why a rejected
+			// pod waits; an admitted one is reserved.
+			if s, err := getState(state); err == nil && got.IsRejected() {
+				env.pl.recordWaiting(tt.pod, s)
+			} else if got.IsSuccess() {
+				env.pl.Reserve(env.ctx, state, tt.pod, "n1")
 			}
 			if toActivate != nil {
 				// Either route brings the siblings back: PodsToActivate
@@ -516,7 +551,7 @@ func TestPreFilterState(t *testing.T) {
 		{
 			name: "gang member",
 			pod:  bqMember(ns, "m1", "train", 1).Obj(),
-			want: stateData{req: quota.Resources{v1.ResourceCPU: 1000}, gang: &quota.Gang{Name: "train", MinMember: 1}},
+			want: stateData{req: quota.Resources{v1.ResourceCPU: 1000}, gang: &quota.Gang{Name: "train", MinMember: 1, UID: "pg-team-a/train", Need: quota.Resources{v1.ResourceCPU: 1000}}},
 		},
 	}
 	for _, tt := range tests {
@@ -583,7 +618,7 @@ func TestPreFilterRecordsQuotaExceededOnce(t *testing.T) {
 					env.pl.onPod(extra)
 				}
 				pod := bqPod(ns, a.pod, 2).Obj()
-				if _, s := env.pl.PreFilter(env.ctx, framework.NewCycleState(), pod, nil); s.Code() != fwk.Unschedulable {
+				if s := env.attempt(pod); s.Code() != fwk.Unschedulable {
 					t.Fatalf("attempt %d: PreFilter = %v, want Unschedulable", i, s)
 				}
 			}
@@ -724,14 +759,14 @@ func TestReserveForgetsQuotaReason(t *testing.T) {
 	pod := bqPod(ns, "p", 2).Obj()
 	blocker := bqPod(ns, "blocker", 3)
 	env.pl.onPod(blocker.Node("n1").Obj())
-	if _, s := env.pl.PreFilter(env.ctx, framework.NewCycleState(), pod, nil); s.Code() != fwk.Unschedulable {
+	if s := env.attempt(pod); s.Code() != fwk.Unschedulable {
 		t.Fatalf("PreFilter = %v, want Unschedulable", s)
 	}
 	env.pl.onPodDelete(blocker.Obj())
 	env.pl.Reserve(env.ctx, env.preFiltered(t, pod), pod, "n1")
 	env.pl.Unreserve(env.ctx, env.preFiltered(t, pod), pod, "n1")
 	env.pl.onPod(bqPod(ns, "blocker", 3).Node("n1").Obj())
-	if _, s := env.pl.PreFilter(env.ctx, framework.NewCycleState(), pod, nil); s.Code() != fwk.Unschedulable {
+	if s := env.attempt(pod); s.Code() != fwk.Unschedulable {
 		t.Fatalf("PreFilter = %v, want Unschedulable", s)
 	}
 	msg := "Warning QuotaExceeded quota team-a/q: cpu would be 5 (used 3 + request 2), over max 4"
@@ -844,7 +879,7 @@ func TestPodGroupStatusAfterMembersFinish(t *testing.T) {
 	env.pl.onPodDelete(m3)
 
 	want := schedv1alpha1.PodGroupStatus{Phase: schedv1alpha1.PodGroupRunning, Running: 2, ScheduleStartTime: started}
-	if diff := cmp.Diff(want, env.pl.podGroupStatus(pg)); diff != "" {
+	if diff := cmp.Diff(want, env.pl.podGroupStatus(pg, env.pl.groupPods(pg.Namespace, pg.Name))); diff != "" {
 		t.Errorf("podGroupStatus (-want,+got):\n%s", diff)
 	}
 }
@@ -911,9 +946,9 @@ func TestPodGroupStatus(t *testing.T) {
 			env := newBQ(t, bqSetup{groups: []*schedv1alpha1.PodGroup{pg}, pods: tt.pods})
 			env.now = now
 			for _, p := range tt.counted {
-				env.pl.cache.AddPod(p.UID, p.Namespace, podRequests(p), env.pl.gangOf(p))
+				env.pl.cache.AddPod(p.UID, p.Namespace, podRequests(p), env.gangOf(p))
 			}
-			if diff := cmp.Diff(tt.want, env.pl.podGroupStatus(pg)); diff != "" {
+			if diff := cmp.Diff(tt.want, env.pl.podGroupStatus(pg, env.pl.groupPods(pg.Namespace, pg.Name))); diff != "" {
 				t.Errorf("podGroupStatus (-want,+got):\n%s", diff)
 			}
 		})

@@ -8,12 +8,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
-	"k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/util"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 )
-
-var _ framework.EnqueueExtensions = &BatchQuota{}
 
 // EventsToRegister lists what can let a pod that BatchQuota turned away
 // fit: a bound pod going away (quota freed, here or in a quota it may borrow
@@ -21,14 +18,18 @@ var _ framework.EnqueueExtensions = &BatchQuota{}
 func (pl *BatchQuota) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWithHint, error) {
 	return []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: pl.isSchedulableAfterPodDeleted},
-		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Add}, QueueingHintFn: pl.isSchedulableAfterPodAdded},
+		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Add | fwk.UpdatePodSchedulingGatesEliminated}, QueueingHintFn: pl.isSchedulableAfterPodAdded},
 		{Event: fwk.ClusterEvent{Resource: elasticQuotaGVK, ActionType: fwk.Add | fwk.Update | fwk.Delete}, QueueingHintFn: isSpecChange},
 		{Event: fwk.ClusterEvent{Resource: podGroupGVK, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: pl.isSchedulableAfterPodGroupChange},
 	}, nil
 }
 
-// isSchedulableAfterPodDeleted queues the pod when a pod that held quota
-// (a bound one) goes away.
+// isSchedulableAfterPodDeleted queues the pod when a pod that held quota it
+// can use goes away: a bound pod of its own namespace, or, when the pod
+// waits for the cluster's guaranteed total, of another namespace with a
+// quota. Deletions elsewhere (namespaces without a quota, quotas the pod
+// does not wait for) leave it where it is, so that churn in other
+// namespaces does not wake every waiting pod.
 func (pl *BatchQuota) isSchedulableAfterPodDeleted(logger klog.Logger, pod *v1.Pod, oldObj, _ interface{}) (fwk.QueueingHint, error) {
 	deleted, _, err := util.As[*v1.Pod](oldObj, nil)
 	if err != nil {
@@ -37,7 +38,18 @@ func (pl *BatchQuota) isSchedulableAfterPodDeleted(logger klog.Logger, pod *v1.P
 	if deleted.Spec.NodeName == "" {
 		return fwk.QueueSkip, nil
 	}
-	logger.V(5).Info("a bound pod was deleted; its quota is free", "pod", klog.KObj(pod), "deleted", klog.KObj(deleted))
+	if deleted.Namespace == pod.Namespace {
+		logger.V(5).Info("a bound pod of the namespace was deleted; its quota is free", "pod", klog.KObj(pod), "deleted", klog.KObj(deleted))
+		return fwk.Queue, nil
+	}
+	if !pl.cache.Limited(deleted.Namespace) {
+		return fwk.QueueSkip, nil
+	}
+	if aggregate, _ := pl.blocked.Aggregate(pod.UID); !aggregate {
+		// It waits for its own namespace's max, or for its gang's pods.
+		return fwk.QueueSkip, nil
+	}
+	logger.V(5).Info("a bound pod of another quota was deleted; the guaranteed total has room", "pod", klog.KObj(pod), "deleted", klog.KObj(deleted))
 	return fwk.Queue, nil
 }
 

@@ -12,6 +12,9 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+
+	"locus.dev/locus/pkg/batchquota/gang"
+	"locus.dev/locus/pkg/batchquota/quota"
 )
 
 // bqUnstructured is a scheduling.x-k8s.io object as the scheduler's dynamic
@@ -55,7 +58,7 @@ func TestEventsToRegister(t *testing.T) {
 	}
 	want := []fwk.ClusterEvent{
 		{Resource: fwk.Pod, ActionType: fwk.Delete},
-		{Resource: fwk.Pod, ActionType: fwk.Add},
+		{Resource: fwk.Pod, ActionType: fwk.Add | fwk.UpdatePodSchedulingGatesEliminated},
 		{Resource: "elasticquotas.v1alpha1.scheduling.x-k8s.io", ActionType: fwk.Add | fwk.Update | fwk.Delete},
 		{Resource: "podgroups.v1alpha1.scheduling.x-k8s.io", ActionType: fwk.Add | fwk.Update},
 	}
@@ -64,42 +67,39 @@ func TestEventsToRegister(t *testing.T) {
 	}
 }
 
+// TestIsSchedulableAfterPodDeleted: a deletion requeues a pod that BatchQuota
+// turned away only if it frees quota the pod can use, so that churn in other
+// namespaces does not wake every waiting pod.
 func TestIsSchedulableAfterPodDeleted(t *testing.T) {
-	waiting := st.MakePod().Namespace("team-a").Name("p").Obj()
-	bound := st.MakePod().Namespace("team-b").Name("gone").Node("n1").Obj()
+	waiting := st.MakePod().Namespace("team-a").Name("p").UID("p").Obj()
+	forTotal := st.MakePod().Namespace("team-a").Name("t").UID("t").Obj()
+	own := st.MakePod().Namespace("team-a").Name("gone").Node("n1").Obj()
+	otherQuota := st.MakePod().Namespace("team-b").Name("gone").Node("n1").Obj()
+	noQuota := st.MakePod().Namespace("free").Name("gone").Node("n1").Obj()
 	tests := []struct {
 		name    string
+		pod     *v1.Pod
 		oldObj  interface{}
 		want    fwk.QueueingHint
 		wantErr bool
 	}{
-		{
-			name:   "a bound pod frees quota",
-			oldObj: bound,
-			want:   fwk.Queue,
-		},
-		{
-			name:   "a bound pod whose deletion was missed frees quota",
-			oldObj: cache.DeletedFinalStateUnknown{Key: "team-b/gone", Obj: bound},
-			want:   fwk.Queue,
-		},
-		{
-			name:   "an unbound pod held no quota",
-			oldObj: st.MakePod().Namespace("team-a").Name("pending").Obj(),
-			want:   fwk.QueueSkip,
-		},
-		{
-			name:    "not a pod",
-			oldObj:  st.MakeNode().Name("n1").Obj(),
-			want:    fwk.Queue,
-			wantErr: true,
-		},
+		{name: "a bound pod of its namespace frees quota", pod: waiting, oldObj: own, want: fwk.Queue},
+		{name: "a missed deletion of its namespace frees quota", pod: waiting, oldObj: cache.DeletedFinalStateUnknown{Key: "team-a/gone", Obj: own}, want: fwk.Queue},
+		{name: "another quota's pod: nothing for a pod over its own max", pod: waiting, oldObj: otherQuota, want: fwk.QueueSkip},
+		{name: "another quota's pod: room in the guaranteed total", pod: forTotal, oldObj: otherQuota, want: fwk.Queue},
+		{name: "a namespace without quota frees nothing", pod: forTotal, oldObj: noQuota, want: fwk.QueueSkip},
+		{name: "an unbound pod held no quota", pod: waiting, oldObj: st.MakePod().Namespace("team-a").Name("pending").Obj(), want: fwk.QueueSkip},
+		{name: "not a pod", pod: waiting, oldObj: st.MakeNode().Name("n1").Obj(), want: fwk.Queue, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			logger, _ := ktesting.NewTestContext(t)
-			pl := &BatchQuota{}
-			got, err := pl.isSchedulableAfterPodDeleted(logger, waiting, tt.oldObj, nil)
+			pl := &BatchQuota{cache: quota.NewCache(), blocked: gang.NewBlocked()}
+			pl.cache.SetQuota(&quota.Quota{Namespace: "team-a", Name: "q", Max: quota.Resources{v1.ResourceCPU: 1000}})
+			pl.cache.SetQuota(&quota.Quota{Namespace: "team-b", Name: "q", Max: quota.Resources{v1.ResourceCPU: 1000}})
+			pl.blocked.Changed(waiting, "over max", false)
+			pl.blocked.Changed(forTotal, "guaranteed total", true)
+			got, err := pl.isSchedulableAfterPodDeleted(logger, tt.pod, tt.oldObj, nil)
 			if (err != nil) != tt.wantErr {
 				t.Errorf("error = %v, want an error: %v", err, tt.wantErr)
 			}

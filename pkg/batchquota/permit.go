@@ -3,9 +3,6 @@ package batchquota
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strings"
-	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -14,15 +11,16 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
+	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
+	"locus.dev/locus/pkg/batchquota/quota"
 	"locus.dev/locus/pkg/metrics"
 )
-
-var _ framework.PermitPlugin = &BatchQuota{}
 
 // Permit holds a gang's members until minMember of them are reserved, then
 // lets them all through. A member that waits longer than the PodGroup's
 // scheduleTimeoutSeconds is rejected by the framework, and its Unreserve
-// releases the rest.
+// releases the rest. Members that arrive once the gang is complete (a Spark
+// driver's executors) pass at once.
 func (pl *BatchQuota) Permit(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodeName string) (*fwk.Status, time.Duration) {
 	s, err := getState(cycleState)
 	if err != nil {
@@ -37,7 +35,7 @@ func (pl *BatchQuota) Permit(ctx context.Context, cycleState fwk.CycleState, pod
 		return fwk.NewStatus(fwk.Wait, fmt.Sprintf("gang %s has %d of %d members reserved", s.gang.Name, members, s.gang.MinMember)), pl.scheduleTimeout(pod.Namespace, s.gang.Name)
 	}
 	key := gangKey(pod.Namespace, s.gang.Name)
-	if start, ok := pl.gangs.completed(key); ok {
+	if start, ok := pl.gangs.Completed(key); ok {
 		metrics.GangWaitSeconds.Observe(pl.clock().Sub(start).Seconds())
 	}
 	pl.handle.IterateOverWaitingPods(func(wp framework.WaitingPod) {
@@ -56,101 +54,49 @@ func (pl *BatchQuota) scheduleTimeout(ns, name string) time.Duration {
 	return time.Duration(pl.args.DefaultScheduleTimeoutSeconds) * time.Second
 }
 
-// gangTracker remembers, per assembling gang, when its first member was
-// reserved and how many were reserved at most, for the wait metric and the
-// GangTimeout event.
-type gangTracker struct {
-	mu    sync.Mutex
-	gangs map[string]*gangAttempt
-	// backoff holds, per gang that was released, when it may try again.
-	backoff map[string]time.Time
-	// full holds, per gang, the pod UIDs it had when it first had enough pods.
-	full map[string]string
+// backOffGang keeps a released gang out for one schedule timeout, so that
+// the node resources and quota it released go to other work rather than to
+// its own next doomed attempt, then activates its members.
+func (pl *BatchQuota) backOffGang(ctx context.Context, ns, name string) {
+	d := pl.scheduleTimeout(ns, name)
+	pl.gangs.BackOff(gangKey(ns, name), pl.clock().Add(d))
+	time.AfterFunc(d, func() {
+		pods := map[string]*v1.Pod{}
+		for _, p := range pl.groupPods(ns, name) {
+			if p.Spec.NodeName == "" {
+				pods[p.Namespace+"/"+p.Name] = p
+			}
+		}
+		if len(pods) > 0 {
+			pl.handle.Activate(klog.FromContext(ctx), pods)
+		}
+	})
 }
 
-type gangAttempt struct {
-	start time.Time
-	peak  int
-}
-
-func newGangTracker() *gangTracker {
-	return &gangTracker{gangs: map[string]*gangAttempt{}, backoff: map[string]time.Time{}, full: map[string]string{}}
-}
-
-// firstFull reports whether this set of pods is new for a gang that has
-// enough of them: true once per change of membership, so that siblings are
-// activated when the last pod arrives without members activating each
-// other in a loop.
-func (g *gangTracker) firstFull(key string, uids []string) bool {
-	sort.Strings(uids)
-	set := strings.Join(uids, ",")
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.full[key] == set {
-		return false
+func (pl *BatchQuota) recordGangTimeout(ctx context.Context, pod *v1.Pod, g *quota.Gang, peak int) {
+	pg, err := pl.groups.PodGroups(pod.Namespace).Get(g.Name)
+	if err != nil {
+		return
 	}
-	g.full[key] = set
-	return true
+	msg := fmt.Sprintf("gang %s was released before reaching minMember %d (%d members were reserved): their quota and node resources are free; it tries again in one schedule timeout",
+		g.Name, g.MinMember, peak)
+	klog.FromContext(ctx).V(2).Info("gang released", "podGroup", klog.KObj(pg), "reason", msg)
+	pl.handle.EventRecorder().Eventf(pg, nil, v1.EventTypeWarning, locusv1alpha1.EventReasonGangTimeout, "Permit", msg)
 }
 
-// backOff keeps a released gang from trying again before until.
-func (g *gangTracker) backOff(key string, until time.Time) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.backoff[key] = until
-}
-
-// backingOff returns until when a gang waits after a release, if it still does.
-func (g *gangTracker) backingOff(key string, now time.Time) (time.Time, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	until, ok := g.backoff[key]
-	if !ok {
-		return time.Time{}, false
+// recordWaiting records, once per change of reason, why a pod waits: a
+// QuotaExceeded event naming the numbers, or PodGroupNotFound. Called from
+// PostFilter, so that PreFilter stays free of side effects.
+func (pl *BatchQuota) recordWaiting(pod *v1.Pod, s *stateData) {
+	switch {
+	case s.noGroup != "":
+		msg := fmt.Sprintf(ErrReasonPodGroupNotFoundFmt, pod.Namespace, s.noGroup)
+		if pl.blocked.Changed(pod, msg, false) {
+			pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeWarning, locusv1alpha1.EventReasonPodGroupNotFound, "Scheduling", msg)
+		}
+	case s.rejection != nil:
+		if pl.blocked.Changed(pod, s.rejection.Message, s.rejection.Aggregate) {
+			pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeWarning, locusv1alpha1.EventReasonQuotaExceeded, "Scheduling", s.rejection.Message)
+		}
 	}
-	if !now.Before(until) {
-		delete(g.backoff, key)
-		return time.Time{}, false
-	}
-	return until, true
-}
-
-func (g *gangTracker) reserved(key string, members int, now time.Time) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	a := g.gangs[key]
-	if a == nil {
-		a = &gangAttempt{start: now}
-		g.gangs[key] = a
-	}
-	if members > a.peak {
-		a.peak = members
-	}
-}
-
-// completed forgets a gang that reached minMember and returns when it started.
-func (g *gangTracker) completed(key string) (time.Time, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	delete(g.full, key)
-	a := g.gangs[key]
-	if a == nil {
-		return time.Time{}, false
-	}
-	delete(g.gangs, key)
-	return a.start, true
-}
-
-// release forgets a gang whose members were all released before it
-// completed, and returns how many had been reserved.
-func (g *gangTracker) release(key string) (int, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	delete(g.full, key)
-	a := g.gangs[key]
-	if a == nil {
-		return 0, false
-	}
-	delete(g.gangs, key)
-	return a.peak, true
 }

@@ -23,32 +23,20 @@ import (
 	"locus.dev/locus/pkg/batchquota/quota"
 )
 
-var _ framework.PostFilterPlugin = &BatchQuota{}
 var _ preemption.Interface = &reclaimer{}
 
-const (
-	// ErrReasonNotUnderMinFmt: the pod's quota would go beyond its min with
-	// the pod, so it has no guaranteed share to take back.
-	ErrReasonNotUnderMinFmt = "reclaim: quota %s/%s would be beyond its min with this pod, so it does not reclaim from other quotas"
-	// ErrReasonNoBorrowers: no pod on the node belongs to another quota that
-	// borrows beyond its min in a resource the pod asks for.
-	ErrReasonNoBorrowers = "no pods of other quotas borrowing beyond their min"
-	// ErrReasonVictimsTerminating: the pod already reclaimed on its
-	// nominated node and waits for those pods to go.
-	ErrReasonVictimsTerminating = "pods reclaimed on the nominated node are still terminating"
-	// ErrReasonFitsWithoutVictims: the node takes the pod as it is.
-	ErrReasonFitsWithoutVictims = "the pod fits without preempting anything"
-)
-
-// PostFilter is Reclaim. A pod whose quota is under its min (with the pod
-// added) takes back its guaranteed share from quotas that borrow beyond
-// their min: it preempts their pods, lowest priority first, never taking a
-// quota below its min, never within its own namespace, and never pods of
-// namespaces without a quota. The framework's preemption evaluator picks the
-// node and deletes the victims.
+// PostFilter is Reclaim, and the quota-aware part of priority preemption.
+// A pod whose quota is under its min (with the pod added) takes back its
+// guaranteed share from quotas that borrow beyond their min: it preempts
+// their pods, lowest priority first, never taking a quota below its min.
+// Any quota pod may also preempt lower-priority pods of its own namespace or
+// of namespaces without a quota: DefaultPreemption (which runs first) gives
+// up on nodes where pods of other quotas sit too, since BatchQuota's Filter
+// refuses dry runs that take them outside the reclaim rules. The framework's
+// preemption evaluator picks the node and deletes the victims.
 //
-// Pods without a quota get a plain Unschedulable: ordinary priority
-// preemption is DefaultPreemption's (it runs too, before this plugin).
+// Pods without a quota get a plain Unschedulable: their priority
+// preemption is DefaultPreemption's.
 func (pl *BatchQuota) PostFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, m framework.NodeToStatusReader) (*framework.PostFilterResult, *fwk.Status) {
 	s, err := getState(state)
 	if err != nil {
@@ -56,26 +44,32 @@ func (pl *BatchQuota) PostFilter(ctx context.Context, state fwk.CycleState, pod 
 		// yet after a start, or another plugin rejected the pod for good).
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
-	q, ok := pl.cache.Get(pod.Namespace)
-	if !ok {
+	pl.recordWaiting(pod, s)
+	names := pl.cache.QuotaNames(pod.Namespace)
+	if s.noGroup != "" || len(names) == 0 {
+		// Reclaim is for quotas; this pod waits for something else.
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
+	quotaName := pod.Namespace + "/" + names[0]
+	if s.rejection != nil {
+		quotaName = s.rejection.Quota
+	}
 	logger := klog.FromContext(ctx)
-	notUnderMin := func() (*framework.PostFilterResult, *fwk.Status) {
-		logger.V(4).Info("pod does not reclaim: its quota is not under its min", "pod", klog.KObj(pod), "quota", q.Namespace+"/"+q.Name)
-		return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf(ErrReasonNotUnderMinFmt, q.Namespace, q.Name))
-	}
-	// The cheap check first: most pods that get here are beyond their min.
-	if !pl.cache.UnderMin(pod.Namespace, s.req) {
-		return notUnderMin()
-	}
+	delta, _ := pl.cache.Delta(pod.Namespace, s.req, s.gang)
 	gone := append(pl.terminatingBorrowers(pod.Namespace), pl.reclaimed().List(time.Now())...)
 	view := pl.cache.ReclaimView(pod.Namespace, s.gang, gone, pl.claimedByNominated(pod))
-	if !view.UnderMin(pod.Namespace, s.req) {
-		return notUnderMin()
+	// Under its min, the pod may take back what other quotas borrow; beyond
+	// it, only lower-priority pods of its own namespace or of namespaces
+	// without a quota (priority preemption that DefaultPreemption could not
+	// do on nodes where pods of other quotas sit too).
+	underMin := pl.cache.UnderMin(pod.Namespace, delta) && view.UnderMin(pod.Namespace, delta)
+	if !underMin {
+		logger.V(4).Info("pod does not reclaim: its quota is not under its min", "pod", klog.KObj(pod), "quota", quotaName)
 	}
 	reclaimed := pl.reclaimed()
-	r := &reclaimer{handle: pl.handle, view: view, req: s.req, gang: s.gang, reclaimed: reclaimed}
+	r := &reclaimer{handle: pl.handle, view: view, req: s.req, gang: s.gang, reclaimed: reclaimed,
+		ns: pod.Namespace, priority: corev1helpers.PodPriority(pod), underMin: underMin,
+		notUnderMin: fmt.Sprintf(ErrReasonNotUnderMinFmt, quotaName)}
 	ev := preemption.NewEvaluator(Name, pl.handle, r, false)
 	preempt := ev.PreemptPod
 	ev.PreemptPod = func(ctx context.Context, c preemption.Candidate, preemptor, victim *v1.Pod, plugin string) error {
@@ -148,6 +142,12 @@ type reclaimer struct {
 	req       quota.Resources
 	gang      *quota.Gang
 	reclaimed *quota.Reclaimed
+	// ns and priority are the preemptor's; underMin says whether its quota
+	// stays under its min with it, so that it may reclaim.
+	ns          string
+	priority    int32
+	underMin    bool
+	notUnderMin string
 }
 
 // GetOffsetAndNumCandidates dry-runs, like DefaultPreemption, a tenth of the
@@ -184,7 +184,7 @@ func (r *reclaimer) PodEligibleToPreemptOthers(_ context.Context, pod *v1.Pod, n
 	}
 	if ni, _ := r.handle.SnapshotSharedLister().NodeInfos().Get(nom); ni != nil {
 		for _, pi := range ni.GetPods() {
-			if p := pi.GetPod(); p.Namespace != pod.Namespace && (terminatingByPreemption(p) || r.reclaimed.Has(p.UID)) {
+			if p := pi.GetPod(); terminatingByPreemption(p) || r.reclaimed.Has(p.UID) {
 				return false, ErrReasonVictimsTerminating
 			}
 		}
@@ -218,6 +218,9 @@ func (r *reclaimer) SelectVictimsOnNode(ctx context.Context, state fwk.CycleStat
 		}
 	}
 	if len(eligible) == 0 {
+		if !r.underMin {
+			return nil, 0, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, r.notUnderMin)
+		}
 		return nil, 0, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonNoBorrowers)
 	}
 	removePod := func(pi fwk.PodInfo) error {
@@ -249,7 +252,7 @@ func (r *reclaimer) SelectVictimsOnNode(ctx context.Context, state fwk.CycleStat
 	var taken []fwk.PodInfo
 	for _, pi := range eligible {
 		v := victimOf(pi.GetPod())
-		if rej := r.view.KeepsMin(pod.Namespace, r.req, append(victimList(removed), v)); rej != nil {
+		if rej := r.view.KeepsMin(pod.Namespace, r.req, r.reclaims(append(victimList(removed), v))); rej != nil {
 			floor = rej
 			continue
 		}
@@ -323,12 +326,31 @@ func (r *reclaimer) SelectVictimsOnNode(ctx context.Context, state fwk.CycleStat
 	return victims, numViolating, nil
 }
 
-// eligible says whether reclaim may consider p (not on its way out): a pod
-// of another namespace whose quota borrows beyond its min in a resource the
-// preemptor asks for, and not held at Permit (rejecting a waiting gang
-// member releases its whole gang, more than this dry run accounts for).
+// eligible says whether the pod may take p (not on its way out, not held
+// at Permit: rejecting a waiting gang member releases its whole gang, more
+// than a dry run accounts for): a lower-priority pod of its own namespace or
+// of a namespace without a quota; or, while its quota is under its min, a
+// pod of another quota that borrows beyond its min in a resource the pod
+// asks for (reclaim, whatever that pod's priority).
 func (r *reclaimer) eligible(p *v1.Pod, ns string) bool {
-	return p.Namespace != ns && r.view.Borrowing(p.Namespace, r.req) && r.handle.GetWaitingPod(p.UID) == nil
+	if r.handle.GetWaitingPod(p.UID) != nil {
+		return false
+	}
+	if p.Namespace == ns || !r.view.Limited(p.Namespace) {
+		return corev1helpers.PodPriority(p) < r.priority
+	}
+	return r.underMin && r.view.Borrowing(p.Namespace, r.req)
+}
+
+// reclaims keeps the victims that reclaim rules govern: those of other quotas.
+func (r *reclaimer) reclaims(victims []quota.Victim) []quota.Victim {
+	out := victims[:0:0]
+	for _, v := range victims {
+		if v.Namespace != r.ns && r.view.Limited(v.Namespace) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func victimOf(p *v1.Pod) quota.Victim {

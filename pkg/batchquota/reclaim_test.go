@@ -31,6 +31,7 @@ import (
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
 	tf "k8s.io/kubernetes/pkg/scheduler/testing/framework"
 
+	"locus.dev/locus/pkg/batchquota/gang"
 	"locus.dev/locus/pkg/batchquota/quota"
 )
 
@@ -154,14 +155,23 @@ func TestReclaim(t *testing.T) {
 			want: reclaimOutcome{Code: fwk.Success, Nominated: "n1", Deleted: []string{"team-b/b-100", "team-c/c-300"}},
 		},
 		{
-			name:   "never its own namespace, a quota under its min, or a namespace without a quota",
+			name:   "of the same priority: never its own namespace, a quota under its min, or a namespace without a quota",
 			quotas: []*quota.Quota{reclaimQuota("team-a", 4, 8), reclaimQuota("team-c", 4, 8)},
 			pods: reclaimCluster(
 				[]string{"team-a/a-own-1", "team-c/c-10", "free/f-5", "free/f-6"},
 				[]string{"team-c/c-20", "free/f-7", "free/f-8", "free/f-9"}),
-			pod:         reclaimPod("team-a", "a", "", 1000, 1).Obj(),
+			pod:         reclaimPod("team-a", "a", "", 0, 1).Obj(),
 			want:        reclaimOutcome{Code: fwk.Unschedulable},
 			wantMessage: ErrReasonNoBorrowers,
+		},
+		{
+			name:   "priority preemption in its own namespace and of namespaces without a quota, never of a quota under its min",
+			quotas: []*quota.Quota{reclaimQuota("team-a", 4, 8), reclaimQuota("team-c", 4, 8)},
+			pods: reclaimCluster(
+				[]string{"team-a/a-own-1", "team-c/c-10", "team-c/c-11", "team-c/c-12"},
+				[]string{"team-c/c-20", "team-c/c-21", "team-c/c-22", "free/f-7"}),
+			pod:  reclaimPod("team-a", "a", "", 1000, 1).Obj(),
+			want: reclaimOutcome{Code: fwk.Success, Nominated: "n1", Deleted: []string{"team-a/a-own-1"}},
 		},
 		{
 			name:   "terminating pods of a borrowing quota already count as gone",
@@ -213,8 +223,8 @@ func TestReclaim(t *testing.T) {
 			quotas:      []*quota.Quota{reclaimQuota("team-a", 4, 8), reclaimQuota("team-b", 2, 8)},
 			pods:        reclaimCluster([]string{"team-a/a-1", "team-a/a-2", "team-a/a-3", "team-a/a-4"}, []string{"team-b/b-1", "team-b/b-2", "team-b/b-3", "team-b/b-4"}),
 			pod:         reclaimPod("team-a", "a", "", 0, 1).Obj(),
-			want:        reclaimOutcome{Code: fwk.Unschedulable, NilResult: true},
-			wantMessage: fmt.Sprintf(ErrReasonNotUnderMinFmt, "team-a", "q"),
+			want:        reclaimOutcome{Code: fwk.Unschedulable},
+			wantMessage: fmt.Sprintf(ErrReasonNotUnderMinFmt, "team-a/q"),
 		},
 		{
 			name:   "nominated pods of the namespace hold part of its min",
@@ -225,8 +235,8 @@ func TestReclaim(t *testing.T) {
 				reclaimPod("team-a", "a-n3", "", 0, 1).NominatedNodeName("n2").Obj(),
 			},
 			pod:         reclaimPod("team-a", "a", "", 0, 2).Obj(),
-			want:        reclaimOutcome{Code: fwk.Unschedulable, NilResult: true},
-			wantMessage: fmt.Sprintf(ErrReasonNotUnderMinFmt, "team-a", "q"),
+			want:        reclaimOutcome{Code: fwk.Unschedulable},
+			wantMessage: fmt.Sprintf(ErrReasonNotUnderMinFmt, "team-a/q"),
 		},
 		{
 			name:   "a pod without a quota is left to DefaultPreemption",
@@ -312,7 +322,10 @@ func runReclaim(t *testing.T, quotas []*quota.Quota, pods, nominated []*v1.Pod, 
 		handle:  f,
 		cache:   quota.NewCache(),
 		pods:    factory.Core().V1().Pods().Lister(),
-		blocked: newBlockedPods(),
+		blocked: gang.NewBlocked(),
+		gangs:   gang.NewTracker(),
+		early:   gang.NewEarly(),
+		warned:  gang.NewSet(),
 
 		reclaimedPods: quota.NewReclaimed(time.Minute),
 	}

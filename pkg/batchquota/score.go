@@ -10,11 +10,6 @@ import (
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 )
 
-var _ framework.PreScorePlugin = &BatchQuota{}
-var _ framework.ScorePlugin = &BatchQuota{}
-
-const preScoreStateKey = "PreScore" + Name
-
 // siblingZones counts a gang's placed members per zone.
 type siblingZones map[string]int64
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	basemetrics "k8s.io/component-base/metrics"
 	"k8s.io/klog/v2"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
@@ -30,11 +32,21 @@ const (
 // runStatusWriter writes ElasticQuota status.used and PodGroup status back,
 // batched every StatusUpdateInterval (never one write per pod), and keeps
 // the locus_quota_* gauges current. API writes happen only here, off the
-// scheduling path.
+// scheduling path, and only in the leader: a standby's counts lack the
+// leader's reserved pods, and two writers would make status flap.
 func (pl *BatchQuota) runStatusWriter(ctx context.Context) {
+	select {
+	case <-pl.leader.Leading():
+	case <-ctx.Done():
+		return
+	}
+	// Counts changed while standing by were not written: write them all.
+	for _, ns := range pl.cache.Namespaces() {
+		pl.cache.MarkDirty(ns)
+	}
 	interval := pl.args.StatusUpdateInterval.Duration
 	wait.UntilWithContext(ctx, func(ctx context.Context) {
-		if !pl.hasSynced() {
+		if !pl.HasSynced() {
 			return
 		}
 		pl.writeQuotaStatus(ctx)
@@ -45,37 +57,60 @@ func (pl *BatchQuota) runStatusWriter(ctx context.Context) {
 func (pl *BatchQuota) writeQuotaStatus(ctx context.Context) {
 	logger := klog.FromContext(ctx)
 	for _, ns := range pl.cache.TakeDirty() {
-		st, ok := pl.cache.Get(ns)
-		if !ok {
-			continue
-		}
-		setGauges(st)
-		eq, err := pl.quotas.ElasticQuotas(ns).Get(st.Name)
-		if err != nil {
-			continue
-		}
-		used := st.Used.ToList()
-		if quantitiesEqual(eq.Status.Used, used) {
-			continue
-		}
-		eq = eq.DeepCopy()
-		eq.Status.Used = used
-		if _, err := pl.client.SchedulingV1alpha1().ElasticQuotas(ns).UpdateStatus(ctx, eq, metav1.UpdateOptions{}); err != nil {
-			logger.V(2).Info("could not update ElasticQuota status; will retry", "elasticQuota", klog.KObj(eq), "err", err)
-			pl.cache.MarkDirty(ns)
+		statuses := pl.cache.Statuses(ns)
+		for _, st := range statuses {
+			setGauges(st)
+			eq, err := pl.quotas.ElasticQuotas(ns).Get(st.Name)
+			if err != nil {
+				continue
+			}
+			if len(statuses) > 1 && pl.warned.Insert(eq.UID) {
+				pl.handle.EventRecorder().Eventf(eq, nil, v1.EventTypeWarning, locusv1alpha1.EventReasonMultipleQuotas, "Admit",
+					fmt.Sprintf("namespace %s has %d ElasticQuotas (%s): all of them limit it, the tightest per resource", ns, len(statuses), strings.Join(pl.cache.QuotaNames(ns), ", ")))
+			}
+			used := st.Used.ToList()
+			if quantitiesEqual(eq.Status.Used, used) {
+				continue
+			}
+			eq = eq.DeepCopy()
+			eq.Status.Used = used
+			if _, err := pl.client.SchedulingV1alpha1().ElasticQuotas(ns).UpdateStatus(ctx, eq, metav1.UpdateOptions{}); err != nil {
+				logger.V(2).Info("could not update ElasticQuota status; will retry", "elasticQuota", klog.KObj(eq), "err", err)
+				pl.cache.MarkDirty(ns)
+			}
 		}
 	}
 }
 
+// setGauges sets a quota's series: every resource it names, and every
+// resource its namespace uses, at their values now (zero included), after
+// removing the series of resources it no longer has.
 func setGauges(st quota.Status) {
-	for r, v := range st.Used {
-		metrics.QuotaUsed.WithLabelValues(st.Namespace, st.Name, string(r)).Set(gaugeValue(v))
+	deleteGauges(st.Namespace, st.Name)
+	names := map[v1.ResourceName]bool{}
+	for r := range st.Min {
+		names[r] = true
+		metrics.QuotaMin.WithLabelValues(st.Namespace, st.Name, string(r)).Set(gaugeValue(st.Min[r]))
 	}
-	for r, v := range st.Min {
-		metrics.QuotaMin.WithLabelValues(st.Namespace, st.Name, string(r)).Set(gaugeValue(v))
+	for r := range st.Max {
+		names[r] = true
+		metrics.QuotaMax.WithLabelValues(st.Namespace, st.Name, string(r)).Set(gaugeValue(st.Max[r]))
 	}
-	for r, v := range st.Max {
-		metrics.QuotaMax.WithLabelValues(st.Namespace, st.Name, string(r)).Set(gaugeValue(v))
+	for r := range st.Used {
+		names[r] = true
+	}
+	for r := range names {
+		metrics.QuotaUsed.WithLabelValues(st.Namespace, st.Name, string(r)).Set(gaugeValue(st.Used[r]))
+	}
+}
+
+// deleteGauges removes a quota's series (it was deleted, or is rewritten).
+func deleteGauges(ns, name string) {
+	match := map[string]string{"namespace": ns, "quota": name}
+	for _, g := range []*basemetrics.GaugeVec{metrics.QuotaUsed, metrics.QuotaMin, metrics.QuotaMax} {
+		if g.IsCreated() {
+			g.DeletePartialMatch(match)
+		}
 	}
 }
 
@@ -87,16 +122,20 @@ func quantitiesEqual(a, b v1.ResourceList) bool {
 	return quota.FromList(a).Equal(quota.FromList(b))
 }
 
-// writePodGroupStatus keeps each PodGroup's phase, running count and
-// schedule start time current.
+// writePodGroupStatus keeps the phase, running count and schedule start
+// time of each PodGroup whose members use this scheduler.
 func (pl *BatchQuota) writePodGroupStatus(ctx context.Context) {
 	groups, err := pl.groups.List(labels.Everything())
 	if err != nil {
 		return
 	}
 	for _, pg := range groups {
-		pl.writeScheduledCount(ctx, pg)
-		want := pl.podGroupStatus(pg)
+		members := pl.groupPods(pg.Namespace, pg.Name)
+		if !pl.ours(members) {
+			continue
+		}
+		pl.writeScheduledCount(ctx, pg, members)
+		want := pl.podGroupStatus(pg, members)
 		if apiequality.Semantic.DeepEqual(pg.Status, want) {
 			continue
 		}
@@ -108,12 +147,22 @@ func (pl *BatchQuota) writePodGroupStatus(ctx context.Context) {
 	}
 }
 
+// ours reports whether a gang's members use this scheduler's profile.
+func (pl *BatchQuota) ours(members []*v1.Pod) bool {
+	for _, p := range members {
+		if pl.profile == "" || p.Spec.SchedulerName == pl.profile {
+			return true
+		}
+	}
+	return false
+}
+
 // writeScheduledCount keeps the PodGroup's locus.dev/scheduled annotation at
 // the number of its members bound now. The v1alpha1 PodGroup status has no
 // field for it (scheduler-plugins removed status.scheduled), and the CRD is
 // the upstream one, so it is an annotation.
-func (pl *BatchQuota) writeScheduledCount(ctx context.Context, pg *schedv1alpha1.PodGroup) {
-	bound, _ := pl.gangCounts(pg)
+func (pl *BatchQuota) writeScheduledCount(ctx context.Context, pg *schedv1alpha1.PodGroup, members []*v1.Pod) {
+	bound, _ := gangCounts(members)
 	want := strconv.Itoa(int(bound))
 	if pg.Annotations[locusv1alpha1.AnnotationScheduled] == want {
 		return
@@ -125,8 +174,8 @@ func (pl *BatchQuota) writeScheduledCount(ctx context.Context, pg *schedv1alpha1
 }
 
 // gangCounts counts a gang's members that are bound and that are running.
-func (pl *BatchQuota) gangCounts(pg *schedv1alpha1.PodGroup) (bound, running int32) {
-	for _, p := range pl.groupPods(pg.Namespace, pg.Name) {
+func gangCounts(members []*v1.Pod) (bound, running int32) {
+	for _, p := range members {
 		if p.Spec.NodeName != "" {
 			bound++
 		}
@@ -137,9 +186,14 @@ func (pl *BatchQuota) gangCounts(pg *schedv1alpha1.PodGroup) (bound, running int
 	return bound, running
 }
 
-func (pl *BatchQuota) podGroupStatus(pg *schedv1alpha1.PodGroup) schedv1alpha1.PodGroupStatus {
+// podGroupStatus is the status a PodGroup should have. The scheduler's pod
+// informer holds no terminal pods, so a gang whose members all ended shows
+// no members: a placed gang keeps its last phase (Scheduled or Running)
+// rather than going back to Pending; the Finished and Failed phases are left
+// to the workload's own controller, which sees how its pods ended.
+func (pl *BatchQuota) podGroupStatus(pg *schedv1alpha1.PodGroup, members []*v1.Pod) schedv1alpha1.PodGroupStatus {
 	st := pg.Status
-	bound, running := pl.gangCounts(pg)
+	bound, running := gangCounts(members)
 	reserved, _ := pl.cache.GangMembers(pg.Namespace, pg.Name)
 	st.Running = running
 	placed := st.Phase == PodGroupScheduled || st.Phase == schedv1alpha1.PodGroupRunning
@@ -149,8 +203,6 @@ func (pl *BatchQuota) podGroupStatus(pg *schedv1alpha1.PodGroup) schedv1alpha1.P
 	case bound >= pg.Spec.MinMember && pg.Spec.MinMember > 0:
 		st.Phase = PodGroupScheduled
 	case placed:
-		// Members finishing leave the pod informer: a placed gang does not
-		// go back to Scheduling or Pending for that.
 	case reserved > 0:
 		st.Phase = schedv1alpha1.PodGroupScheduling
 	default:

@@ -198,15 +198,12 @@ func (e *Engine) build(ctx context.Context, profile *schedconfig.KubeSchedulerPr
 // waitForQuota waits until BatchQuota has counted the ElasticQuotas and
 // pods: before that its PreFilter turns every pod away.
 func (e *Engine) waitForQuota(ctx context.Context) error {
-	pl, ok := e.plugins[batchquota.Name].(framework.PreFilterPlugin)
+	pl, ok := e.plugins[batchquota.Name].(interface{ HasSynced() bool })
 	if !ok {
 		return nil
 	}
-	probe := &v1.Pod{}
-	probe.Name, probe.Namespace, probe.UID = "locus-explain-probe", "locus-explain-probe", "locus-explain-probe"
-	err := wait.PollUntilContextCancel(ctx, 10*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		_, st := pl.PreFilter(ctx, framework.NewCycleState(), probe, nil)
-		return st.Message() != batchquota.ErrReasonNotSynced, nil
+	err := wait.PollUntilContextCancel(ctx, 10*time.Millisecond, true, func(context.Context) (bool, error) {
+		return pl.HasSynced(), nil
 	})
 	if err != nil {
 		return fmt.Errorf("%s did not read the quotas: %w", batchquota.Name, err)

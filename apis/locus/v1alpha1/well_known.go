@@ -31,4 +31,12 @@ const (
 	EventReasonGangTimeout = "GangTimeout"
 	// EventReasonDatasetNotFound says that a pod names a Dataset that does not exist.
 	EventReasonDatasetNotFound = "DatasetNotFound"
+	// EventReasonMultipleQuotas warns that a namespace has several
+	// ElasticQuotas: all of them limit it, the tightest per resource.
+	EventReasonMultipleQuotas = "MultipleQuotas"
+	// EventReasonInvalidQuota names a bad value of an ElasticQuota.
+	EventReasonInvalidQuota = "InvalidQuota"
+	// EventReasonPodGroupNotFound says that a pod is labelled for a PodGroup
+	// that does not exist: it waits rather than being placed alone.
+	EventReasonPodGroupNotFound = "PodGroupNotFound"
 )

@@ -1,116 +1,123 @@
 package quota
 
 import (
-	"fmt"
 	"sync"
 
-	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// Quota is one namespace's ElasticQuota. A resource absent from both Min and
-// Max is not limited; one named only in Max has a min of zero.
+// Quota is one ElasticQuota. A resource absent from both Min and Max is not
+// limited by it; one named only in Max has a min of zero.
 type Quota struct {
 	Namespace, Name string
 	Min, Max        Resources
 }
 
-func (q *Quota) names(r v1.ResourceName) bool {
-	_, inMin := q.Min[r]
-	_, inMax := q.Max[r]
-	return inMin || inMax
-}
-
-// Gang identifies a pod's PodGroup and how many members it needs.
-type Gang struct {
-	Name      string
-	MinMember int32
-}
+// Key is "namespace/name".
+func (q *Quota) Key() string { return q.Namespace + "/" + q.Name }
 
 type podEntry struct {
 	ns   string
 	req  Resources
 	gang string // "" when not a gang member
-}
-
-// gang holds quota for the members of an admitted gang that are not placed
-// yet, so that two gangs never each hold half a quota.
-type gang struct {
-	ns, name  string
-	perPod    Resources
-	minMember int
-	members   map[types.UID]bool
-	complete  bool
-}
-
-// held is the quota the gang holds beyond its placed members. A gang holds
-// nothing until its first member is placed, and nothing once complete.
-func (g *gang) held() Resources {
-	missing := g.minMember - len(g.members)
-	if g.complete || missing <= 0 || len(g.members) == 0 {
-		return nil
-	}
-	return g.perPod.Scaled(int64(missing))
+	// bound is set once the pod was seen bound: Unreserve never uncounts it
+	// (a bind call that timed out may still have succeeded).
+	bound bool
 }
 
 // Cache counts, per namespace, the requests of pods that are bound (by any
-// scheduler) or reserved by locus, and the quota held for assembling gangs.
-// Adding and removing a pod are idempotent per UID. It is safe for
-// concurrent use.
+// scheduler) or reserved by locus, and the quota that gangs hold. Quotas are
+// kept by namespace and name; a namespace with several is limited by the
+// tightest of them per resource. Adding and removing a pod are idempotent
+// per UID. It is safe for concurrent use.
 type Cache struct {
 	mu     sync.RWMutex
-	quotas map[string]*Quota
+	quotas map[string]map[string]*Quota // namespace -> name -> quota
+	limits map[string]*Limit            // namespace -> its quotas merged
 	pods   map[types.UID]*podEntry
 	used   map[string]Resources // by namespace, pods only
-	held   map[string]Resources // by namespace, gang placeholders
+	held   map[string]Resources // by namespace, what gangs hold beyond their members
 	gangs  map[string]*gang     // by namespace/name
-	dirty  map[string]bool      // namespaces whose used changed
+	nsGang map[string]map[string]*gang
+	dirty  map[string]bool // namespaces whose counts changed
 }
 
 // NewCache returns an empty cache.
 func NewCache() *Cache {
 	return &Cache{
-		quotas: map[string]*Quota{},
+		quotas: map[string]map[string]*Quota{},
+		limits: map[string]*Limit{},
 		pods:   map[types.UID]*podEntry{},
 		used:   map[string]Resources{},
 		held:   map[string]Resources{},
 		gangs:  map[string]*gang{},
+		nsGang: map[string]map[string]*gang{},
 		dirty:  map[string]bool{},
 	}
 }
 
-// SetQuota adds or replaces a namespace's quota. Used is not touched: it
-// always comes from the pods.
+// SetQuota adds or replaces one ElasticQuota. Used is not touched: it always
+// comes from the pods.
 func (c *Cache) SetQuota(q *Quota) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.quotas[q.Namespace] = q
+	cp := &Quota{Namespace: q.Namespace, Name: q.Name, Min: limitsClone(q.Min), Max: limitsClone(q.Max)}
+	if c.quotas[q.Namespace] == nil {
+		c.quotas[q.Namespace] = map[string]*Quota{}
+	}
+	c.quotas[q.Namespace][q.Name] = cp
+	c.limits[q.Namespace] = mergeLimits(q.Namespace, c.quotas[q.Namespace])
 	c.dirty[q.Namespace] = true
 }
 
-// DeleteQuota removes a namespace's quota.
-func (c *Cache) DeleteQuota(namespace string) {
+// DeleteQuota removes one ElasticQuota; the namespace's others stay in force.
+func (c *Cache) DeleteQuota(namespace, name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.quotas, namespace)
-	delete(c.dirty, namespace)
+	qs := c.quotas[namespace]
+	delete(qs, name)
+	if len(qs) == 0 {
+		delete(c.quotas, namespace)
+		delete(c.limits, namespace)
+		delete(c.dirty, namespace)
+		return
+	}
+	c.limits[namespace] = mergeLimits(namespace, qs)
+	c.dirty[namespace] = true
 }
 
-// AddPod counts a pod (bound, or reserved by locus). Adding a pod twice
-// counts it once; adding it with other requests replaces them.
+// QuotaNames returns the names of a namespace's quotas, sorted.
+func (c *Cache) QuotaNames(namespace string) []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if l := c.limits[namespace]; l != nil {
+		return append([]string(nil), l.Names...)
+	}
+	return nil
+}
+
+// Limited reports whether a namespace has a quota.
+func (c *Cache) Limited(namespace string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.limits[namespace] != nil
+}
+
+// AddPod counts a pod reserved by locus. Adding a pod twice counts it once;
+// adding it with other requests or another gang replaces them.
 func (c *Cache) AddPod(uid types.UID, namespace string, req Resources, g *Gang) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.addPodLocked(uid, namespace, req, g)
+	c.addPodLocked(uid, namespace, req, g, false)
 }
 
-// AddBoundPod counts a bound pod, as AddPod does. A gang member is only
-// bound once its gang reached minMember, so its gang is complete and holds
-// nothing for the members that are missing now (finished, or never needed).
+// AddBoundPod counts a bound pod, as AddPod does, and remembers that it is
+// bound. A gang member is bound only after its gang got through Permit, so
+// its gang is complete.
 func (c *Cache) AddBoundPod(uid types.UID, namespace string, req Resources, g *Gang) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.addPodLocked(uid, namespace, req, g)
+	c.addPodLocked(uid, namespace, req, g, true)
 	if g == nil {
 		return
 	}
@@ -119,11 +126,26 @@ func (c *Cache) AddBoundPod(uid types.UID, namespace string, req Resources, g *G
 	}
 }
 
-// RemovePod stops counting a pod. Removing an unknown pod does nothing.
+// RemovePod stops counting a pod (it was deleted or ended). Removing an
+// unknown pod does nothing.
 func (c *Cache) RemovePod(uid types.UID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.removePodLocked(uid)
+}
+
+// Unreserve undoes AddPod, unless the pod was seen bound meanwhile: a bind
+// that the API server carried out counts even if its call failed. It reports
+// whether the pod was uncounted.
+func (c *Cache) Unreserve(uid types.UID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.pods[uid]
+	if !ok || e.bound {
+		return false
+	}
+	c.removePodLocked(uid)
+	return true
 }
 
 // HasPod reports whether the pod is counted.
@@ -134,36 +156,46 @@ func (c *Cache) HasPod(uid types.UID) bool {
 	return ok
 }
 
+// Counted returns a pod's namespace and whether it is counted.
+func (c *Cache) Counted(uid types.UID) (string, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if e, ok := c.pods[uid]; ok {
+		return e.ns, true
+	}
+	return "", false
+}
+
 func gangKey(ns, name string) string { return ns + "/" + name }
 
-func (c *Cache) addPodLocked(uid types.UID, ns string, req Resources, g *Gang) {
+func (c *Cache) addPodLocked(uid types.UID, ns string, req Resources, g *Gang, bound bool) {
 	gname := ""
 	if g != nil {
 		gname = g.Name
 	}
 	if e, ok := c.pods[uid]; ok {
-		if e.ns == ns && e.gang == gname && e.req.Equal(req) {
+		bound = bound || e.bound
+		if e.ns == ns && e.gang == gname && e.req.Equal(req) && (g == nil || c.gangs[gangKey(ns, gname)].is(g)) {
+			e.bound = bound
 			return
 		}
 		c.removePodLocked(uid)
 	}
-	c.pods[uid] = &podEntry{ns: ns, req: req.Clone(), gang: gname}
-	if c.used[ns] == nil {
-		c.used[ns] = Resources{}
+	e := &podEntry{ns: ns, req: req.Clone(), gang: gname, bound: bound}
+	c.pods[uid] = e
+	u := c.used[ns]
+	u.Add(e.req)
+	if len(u) > 0 {
+		c.used[ns] = u
 	}
-	c.used[ns].Add(req)
 	c.dirty[ns] = true
 	if g == nil {
 		return
 	}
-	key := gangKey(ns, g.Name)
-	gg := c.gangs[key]
-	if gg == nil {
-		gg = &gang{ns: ns, name: g.Name, perPod: req.Clone(), minMember: int(g.MinMember), members: map[types.UID]bool{}}
-		c.gangs[key] = gg
-	}
+	gg := c.gangLocked(ns, g, e.req)
 	c.updateGangLocked(gg, func() {
 		gg.members[uid] = true
+		gg.memberSum.Add(e.req)
 		if len(gg.members) >= gg.minMember {
 			gg.complete = true
 		}
@@ -176,145 +208,69 @@ func (c *Cache) removePodLocked(uid types.UID) {
 		return
 	}
 	delete(c.pods, uid)
-	c.used[e.ns].Sub(e.req)
-	if len(c.used[e.ns]) == 0 {
+	u := c.used[e.ns]
+	if u.Sub(e.req) {
+		u = c.recountUsedLocked(e.ns)
+	}
+	if len(u) == 0 {
 		delete(c.used, e.ns)
+	} else {
+		c.used[e.ns] = u
 	}
 	c.dirty[e.ns] = true
 	if e.gang == "" {
 		return
 	}
-	key := gangKey(e.ns, e.gang)
-	gg := c.gangs[key]
-	if gg == nil {
+	gg := c.gangs[gangKey(e.ns, e.gang)]
+	if gg == nil || !gg.members[uid] {
 		return
 	}
-	c.updateGangLocked(gg, func() { delete(gg.members, uid) })
+	c.updateGangLocked(gg, func() {
+		delete(gg.members, uid)
+		if gg.memberSum.Sub(e.req) {
+			gg.memberSum = c.sumLocked(gg.members)
+		}
+	})
 	if len(gg.members) == 0 {
-		// Nobody left: a gang that timed out releases its placeholder, and a
+		// Nobody left: a gang that timed out releases what it held, and a
 		// finished one is forgotten.
-		delete(c.gangs, key)
+		c.dropGangLocked(gg)
 	}
 }
 
-// updateGangLocked applies change to a gang and keeps held in step.
-func (c *Cache) updateGangLocked(g *gang, change func()) {
-	before := g.held()
-	change()
-	after := g.held()
-	h := c.held[g.ns]
-	if h == nil {
-		h = Resources{}
-		c.held[g.ns] = h
+// recountUsedLocked sums a namespace's pods again: after a saturated amount
+// was subtracted from, the running sum is no longer exact.
+func (c *Cache) recountUsedLocked(ns string) Resources {
+	var u Resources
+	for _, e := range c.pods {
+		if e.ns == ns {
+			u.Add(e.req)
+		}
 	}
-	h.Sub(before)
-	h.Add(after)
-	if len(h) == 0 {
-		delete(c.held, g.ns)
-	}
+	return u
 }
 
-// effectiveLocked is what counts against a namespace's quota: its pods plus
-// the placeholders of its assembling gangs.
+func (c *Cache) sumLocked(uids map[types.UID]bool) Resources {
+	var s Resources
+	for uid := range uids {
+		if e := c.pods[uid]; e != nil {
+			s.Add(e.req)
+		}
+	}
+	return s
+}
+
+// effectiveLocked is what counts against a namespace's quotas: its pods plus
+// what its gangs hold.
 func (c *Cache) effectiveLocked(ns string) Resources {
-	eff := c.used[ns].Clone()
-	if eff == nil {
-		eff = Resources{}
-	}
-	eff.Add(c.held[ns])
-	return eff
+	return c.used[ns].Plus(c.held[ns])
 }
 
-// Rejection says why a pod does not fit its quota.
-type Rejection struct {
-	Quota    string // namespace/name
-	Resource v1.ResourceName
-	Message  string
-}
-
-func (r *Rejection) Error() string { return r.Message }
-
-// Admit decides whether a pod with these requests fits its namespace's quota
-// now. A gang member that is the first of its gang must fit with
-// minMember pods' worth; later members are covered by the gang's placeholder.
-func (c *Cache) Admit(namespace string, req Resources, g *Gang) *Rejection {
-	return c.AdmitAdjusted(namespace, req, g, nil)
-}
-
-// AdmitAdjusted is Admit with the namespace's usage changed by adjust: what
-// a preemption dry run that removes (negative) or adds back (positive) pods
-// of the namespace would leave.
-func (c *Cache) AdmitAdjusted(namespace string, req Resources, g *Gang, adjust Resources) *Rejection {
+// CountedBound reports whether the pod is counted, as bound, in namespace
+// with these requests: an informer update that changes nothing to count.
+func (c *Cache) CountedBound(uid types.UID, namespace string, req Resources) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	q := c.quotas[namespace]
-	if q == nil {
-		return nil
-	}
-	delta := req
-	what := "request"
-	if g != nil {
-		gg := c.gangs[gangKey(namespace, g.Name)]
-		switch {
-		case gg == nil:
-			n := int64(g.MinMember)
-			if n < 1 {
-				n = 1
-			}
-			delta = req.Scaled(n)
-			what = fmt.Sprintf("gang %s of %d pods", g.Name, n)
-		case !gg.complete:
-			// The placeholder already holds one member's worth for this pod.
-			delta = req.Clone()
-			delta.Sub(gg.perPod)
-		}
-	}
-	return c.checkLocked(q, delta, what, adjust)
-}
-
-func (c *Cache) checkLocked(q *Quota, delta Resources, what string, adjust Resources) *Rejection {
-	ns := q.Namespace
-	eff := c.effectiveLocked(ns)
-	eff.Add(adjust)
-	for _, r := range delta.Names() {
-		d := delta[r]
-		if d <= 0 || !q.names(r) {
-			continue
-		}
-		after := eff[r] + d
-		if max, ok := q.Max[r]; ok && after > max {
-			return &Rejection{Quota: ns + "/" + q.Name, Resource: r, Message: fmt.Sprintf(
-				"quota %s/%s: %s would be %s (used %s + %s %s), over max %s",
-				ns, q.Name, r, Quantity(r, after), Quantity(r, eff[r]), what, Quantity(r, d), Quantity(r, max))}
-		}
-		min := q.Min[r]
-		if after <= min {
-			continue
-		}
-		// Beyond min: admitted only while the cluster's unused guaranteed
-		// quota (which includes this quota's own unused min) covers it.
-		free := c.unusedGuaranteedLocked(r) - adjust[r]
-		if free < d {
-			if free < 0 {
-				free = 0
-			}
-			return &Rejection{Quota: ns + "/" + q.Name, Resource: r, Message: fmt.Sprintf(
-				"quota %s/%s: %s would be %s (used %s + %s %s), over min %s, and the cluster's unused guaranteed %s is %s",
-				ns, q.Name, r, Quantity(r, after), Quantity(r, eff[r]), what, Quantity(r, d), Quantity(r, min), r, Quantity(r, free))}
-		}
-	}
-	return nil
-}
-
-// unusedGuaranteedLocked is the sum over all quotas that name r of min - used:
-// what is left to lend of the cluster's guaranteed quota.
-func (c *Cache) unusedGuaranteedLocked(r v1.ResourceName) int64 {
-	var total int64
-	for ns, q := range c.quotas {
-		if !q.names(r) {
-			continue
-		}
-		total += q.Min[r] - c.effectiveLocked(ns)[r]
-	}
-	return total
+	e, ok := c.pods[uid]
+	return ok && e.bound && e.ns == namespace && e.req.Equal(req)
 }

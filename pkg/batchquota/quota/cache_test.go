@@ -103,7 +103,7 @@ func TestAdmit(t *testing.T) {
 			quotas: []*Quota{{Namespace: "a", Name: "qa", Min: cpu(8), Max: cpu(8)}},
 			pods:   map[string]Resources{"a": cpu(1)},
 			ns:     "a", req: cpu(1), gang: &Gang{Name: "spark", MinMember: 8},
-			wantErr: "gang spark of 8 pods",
+			wantErr: "gang spark needs 8",
 		},
 		{
 			name:   "gang that fits",
@@ -157,7 +157,7 @@ func TestUsedSurvivesQuotaRecreate(t *testing.T) {
 	c := NewCache()
 	c.AddPod("p1", "a", cpu(2), nil) // pods counted before any quota exists
 	c.SetQuota(&Quota{Namespace: "a", Name: "qa", Max: cpu(3)})
-	c.DeleteQuota("a")
+	c.DeleteQuota("a", "qa")
 	c.AddPod("p2", "a", cpu(1), nil)
 	c.SetQuota(&Quota{Namespace: "a", Name: "qa2", Max: cpu(3)})
 	st, ok := c.Get("a")

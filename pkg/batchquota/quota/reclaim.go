@@ -37,14 +37,9 @@ type ReclaimView struct {
 func (c *Cache) ReclaimView(ns string, g *Gang, gone []types.UID, claimed Resources) *ReclaimView {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	v := &Cache{
-		quotas: make(map[string]*Quota, len(c.quotas)),
-		used:   make(map[string]Resources, len(c.used)),
-		held:   make(map[string]Resources, len(c.held)),
-		gangs:  map[string]*gang{},
-	}
-	for n, q := range c.quotas {
-		v.quotas[n] = &Quota{Namespace: q.Namespace, Name: q.Name, Min: q.Min.Clone(), Max: q.Max.Clone()}
+	v := NewCache()
+	for n, l := range c.limits {
+		v.limits[n] = l.clone()
 	}
 	for n, u := range c.used {
 		v.used[n] = u.Clone()
@@ -55,7 +50,7 @@ func (c *Cache) ReclaimView(ns string, g *Gang, gone []types.UID, claimed Resour
 	if g != nil {
 		if gg := c.gangs[gangKey(ns, g.Name)]; gg != nil {
 			cp := *gg
-			cp.perPod = gg.perPod.Clone()
+			cp.need, cp.memberSum, cp.holds = gg.need.Clone(), gg.memberSum.Clone(), gg.holds.Clone()
 			cp.members = make(map[types.UID]bool, len(gg.members))
 			for uid := range gg.members {
 				cp.members[uid] = true
@@ -64,15 +59,16 @@ func (c *Cache) ReclaimView(ns string, g *Gang, gone []types.UID, claimed Resour
 		}
 	}
 	for _, uid := range gone {
-		if e, ok := c.pods[uid]; ok && v.used[e.ns] != nil {
-			v.used[e.ns].Sub(e.req)
+		if e, ok := c.pods[uid]; ok {
+			u := v.used[e.ns]
+			u.Sub(e.req)
+			v.used[e.ns] = u
 		}
 	}
-	if len(claimed) > 0 {
-		if v.used[ns] == nil {
-			v.used[ns] = Resources{}
-		}
-		v.used[ns].Add(claimed)
+	u := v.used[ns]
+	u.Add(claimed)
+	if len(u) > 0 {
+		v.used[ns] = u
 	}
 	return &ReclaimView{counts: v}
 }
@@ -88,13 +84,13 @@ func (v *ReclaimView) UnderMin(ns string, req Resources) bool {
 // of some resource that req asks for: only such a quota gives up pods to a
 // reclaiming pod with requests req.
 func (v *ReclaimView) Borrowing(ns string, req Resources) bool {
-	q := v.counts.quotas[ns]
-	if q == nil {
+	l := v.counts.limits[ns]
+	if l == nil {
 		return false
 	}
 	used := v.counts.used[ns]
 	for r, d := range req {
-		if d > 0 && q.names(r) && used[r] > q.Min[r] {
+		if d > 0 && l.names(r) && used[r] > l.Min[r] {
 			return true
 		}
 	}
@@ -108,23 +104,23 @@ func (v *ReclaimView) Borrowing(ns string, req Resources) bool {
 func (v *ReclaimView) KeepsMin(ns string, req Resources, victims []Victim) *Rejection {
 	removed := removedByNamespace(victims)
 	for _, vns := range slices.Sorted(maps.Keys(removed)) {
-		q := v.counts.quotas[vns]
-		if q == nil {
+		l := v.counts.limits[vns]
+		if l == nil {
 			return &Rejection{Message: fmt.Sprintf("namespace %s has no quota to reclaim from", vns)}
 		}
 		if vns == ns {
-			return &Rejection{Quota: vns + "/" + q.Name, Message: fmt.Sprintf("quota %s/%s does not reclaim from itself", vns, q.Name)}
+			return &Rejection{Quota: l.minQuota(""), Message: fmt.Sprintf("quota %s does not reclaim from itself", l.minQuota(""))}
 		}
 		used := v.counts.used[vns]
 		for _, r := range req.Names() {
 			cut := removed[vns][r]
-			if req[r] <= 0 || cut <= 0 || !q.names(r) {
+			if req[r] <= 0 || cut <= 0 || !l.names(r) {
 				continue
 			}
-			if after := used[r] - cut; after < q.Min[r] {
-				return &Rejection{Quota: vns + "/" + q.Name, Resource: r, Message: fmt.Sprintf(
-					"quota %s/%s: %s would drop to %s (used %s - %s), below its min %s",
-					vns, q.Name, r, Quantity(r, after), Quantity(r, used[r]), Quantity(r, cut), Quantity(r, q.Min[r]))}
+			if after := used[r] - cut; after < l.Min[r] {
+				return &Rejection{Quota: l.minQuota(r), Resource: r, Message: fmt.Sprintf(
+					"quota %s: %s would drop to %s (used %s - %s), below its min %s",
+					l.minQuota(r), r, Quantity(r, after), Quantity(r, used[r]), Quantity(r, cut), Quantity(r, l.Min[r]))}
 			}
 		}
 	}
@@ -134,22 +130,11 @@ func (v *ReclaimView) KeepsMin(ns string, req Resources, victims []Victim) *Reje
 // Admit is Cache.Admit on the view with victims removed: whether the
 // preemptor would be admitted once they are gone.
 func (v *ReclaimView) Admit(ns string, req Resources, g *Gang, victims []Victim) *Rejection {
-	removed := removedByNamespace(victims)
-	after := v.counts
-	if len(removed) > 0 {
-		used := make(map[string]Resources, len(v.counts.used))
-		for n, u := range v.counts.used {
-			used[n] = u
-		}
-		for n, r := range removed {
-			u := used[n].Clone()
-			u.Sub(r)
-			used[n] = u
-		}
-		// quotas, held and gangs are shared read-only; only used differs.
-		after = &Cache{quotas: v.counts.quotas, used: used, held: v.counts.held, gangs: v.counts.gangs}
+	adj := Adjust{}
+	for _, vi := range victims {
+		adj.Add(vi.Namespace, vi.Req, -1)
 	}
-	return after.Admit(ns, req, g)
+	return v.counts.admitLocked(ns, req, g, adj)
 }
 
 // Check is KeepsMin and then Admit.
@@ -163,10 +148,9 @@ func (v *ReclaimView) Check(ns string, req Resources, g *Gang, victims []Victim)
 func removedByNamespace(victims []Victim) map[string]Resources {
 	removed := map[string]Resources{}
 	for _, vi := range victims {
-		if removed[vi.Namespace] == nil {
-			removed[vi.Namespace] = Resources{}
-		}
-		removed[vi.Namespace].Add(vi.Req)
+		r := removed[vi.Namespace]
+		r.Add(vi.Req)
+		removed[vi.Namespace] = r
 	}
 	return removed
 }
@@ -218,3 +202,6 @@ func (r *Reclaimed) List(now time.Time) []types.UID {
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
 }
+
+// Limited reports whether ns has a quota in the view.
+func (v *ReclaimView) Limited(ns string) bool { return v.counts.limits[ns] != nil }

@@ -1,0 +1,302 @@
+package batchquota
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/cache"
+	resourcehelper "k8s.io/component-helpers/resource"
+	"k8s.io/klog/v2"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+
+	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
+	"locus.dev/locus/pkg/batchquota/quota"
+)
+
+// addHandlers registers the informer handlers and returns their HasSynced:
+// an informer has synced once its store holds the initial list, but the
+// counts are complete only when these handlers have counted every item.
+func (pl *BatchQuota) addHandlers(eqs, pgs, pods cache.SharedIndexInformer) ([]cache.InformerSynced, error) {
+	eqHandler, err := eqs.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    pl.onQuota,
+		UpdateFunc: func(_, obj interface{}) { pl.onQuota(obj) },
+		DeleteFunc: pl.onQuotaDelete,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Gang members are looked up by their PodGroup on every attempt: an
+	// index keeps that from scanning every pod in the cluster.
+	if err := pods.AddIndexers(cache.Indexers{podGroupIndex: podGroupIndexFunc}); err != nil {
+		pl.logger.Info("gang members will be found by scanning pods", "err", err)
+	} else {
+		pl.byGroup = pods.GetIndexer()
+	}
+	podHandler, err := pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    pl.onPod,
+		UpdateFunc: func(_, obj interface{}) { pl.onPod(obj) },
+		DeleteFunc: pl.onPodDelete,
+	})
+	if err != nil {
+		return nil, err
+	}
+	pgHandler, err := pgs.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    pl.onPodGroup,
+		UpdateFunc: func(_, obj interface{}) { pl.onPodGroup(obj) },
+		DeleteFunc: pl.onPodGroupDelete,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return []cache.InformerSynced{eqHandler.HasSynced, pgHandler.HasSynced, podHandler.HasSynced}, nil
+}
+
+// onQuota tracks an ElasticQuota. An invalid one (max below min, negative
+// amounts) is still tracked with what it says (negative amounts as zero),
+// after an event naming the bad value: refusing it would silently lift the
+// namespace's limit.
+func (pl *BatchQuota) onQuota(obj interface{}) {
+	eq, ok := obj.(*schedv1alpha1.ElasticQuota)
+	if !ok {
+		return
+	}
+	if msg := invalidQuota(eq); msg != "" {
+		pl.logger.Info("ElasticQuota has invalid values", "elasticQuota", klog.KObj(eq), "problem", msg)
+		if pl.leading() {
+			pl.handle.EventRecorder().Eventf(eq, nil, v1.EventTypeWarning, locusv1alpha1.EventReasonInvalidQuota, "Validate", msg)
+		}
+	}
+	pl.cache.SetQuota(&quota.Quota{
+		Namespace: eq.Namespace, Name: eq.Name,
+		Min: quota.LimitsFromList(eq.Spec.Min), Max: quota.LimitsFromList(eq.Spec.Max),
+	})
+}
+
+func invalidQuota(eq *schedv1alpha1.ElasticQuota) string {
+	for _, r := range sortedNames(eq.Spec.Min) {
+		q := eq.Spec.Min[r]
+		if q.Sign() < 0 {
+			return fmt.Sprintf("spec.min.%s is negative (%s)", r, q.String())
+		}
+		if max, ok := eq.Spec.Max[r]; ok && max.Cmp(q) < 0 {
+			return fmt.Sprintf("spec.max.%s (%s) is below spec.min.%s (%s)", r, max.String(), r, q.String())
+		}
+	}
+	for _, r := range sortedNames(eq.Spec.Max) {
+		if q := eq.Spec.Max[r]; q.Sign() < 0 {
+			return fmt.Sprintf("spec.max.%s is negative (%s)", r, q.String())
+		}
+	}
+	return ""
+}
+
+func sortedNames(l v1.ResourceList) []v1.ResourceName {
+	out := make([]v1.ResourceName, 0, len(l))
+	for r := range l {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func (pl *BatchQuota) onQuotaDelete(obj interface{}) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	eq, ok := obj.(*schedv1alpha1.ElasticQuota)
+	if !ok {
+		return
+	}
+	pl.cache.DeleteQuota(eq.Namespace, eq.Name)
+	pl.warned.Delete(eq.UID)
+	deleteGauges(eq.Namespace, eq.Name)
+	// The namespace may have lost its tightest limit: its waiting pods
+	// try again.
+	if pods := pl.blocked.Freed(eq.Namespace, false); len(pods) > 0 {
+		pl.handle.Activate(pl.logger, pods)
+	}
+}
+
+// onPod counts pods that are bound, whichever scheduler bound them.
+// Terminal pods never reach here: the scheduler's pod informer excludes them,
+// and a pod turning terminal arrives as a delete.
+func (pl *BatchQuota) onPod(obj interface{}) {
+	pod, ok := obj.(*v1.Pod)
+	if !ok || pod.Spec.NodeName == "" {
+		return
+	}
+	req := podRequests(pod)
+	if pl.cache.CountedBound(pod.UID, pod.Namespace, req) {
+		return // status updates of a pod already counted
+	}
+	g, _ := pl.gangOf(pod)
+	pl.cache.AddBoundPod(pod.UID, pod.Namespace, req, g)
+	pl.blocked.Forget(pod.UID)
+}
+
+func (pl *BatchQuota) onPodDelete(obj interface{}) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	pod, ok := obj.(*v1.Pod)
+	if !ok {
+		return
+	}
+	ns, counted := pl.cache.Counted(pod.UID)
+	pl.cache.RemovePod(pod.UID)
+	pl.blocked.Forget(pod.UID)
+	if !counted {
+		return
+	}
+	// Quota was freed in ns. The scheduler's own handler for this delete
+	// may have requeued the pods turned away for quota before this handler
+	// uncounted the pod, so they would be judged against the old count and
+	// then wait for another event: bring back the ones it can help (of ns,
+	// or waiting for the guaranteed total if ns has a quota), not every
+	// blocked pod of the cluster.
+	if pods := pl.blocked.Freed(ns, pl.cache.Limited(ns)); len(pods) > 0 {
+		pl.handle.Activate(pl.logger, pods)
+	}
+}
+
+// onPodGroup counts, with their gang, bound members counted before the
+// PodGroup was known, and applies minMember and minResources changes.
+func (pl *BatchQuota) onPodGroup(obj interface{}) {
+	pg, ok := obj.(*schedv1alpha1.PodGroup)
+	if !ok {
+		return
+	}
+	pods := pl.groupPods(pg.Namespace, pg.Name)
+	g := pl.gangFor(pg, pods)
+	pl.cache.SetGang(pg.Namespace, g)
+	for _, p := range pods {
+		if p.Spec.NodeName != "" && isMember(p, pg) {
+			pl.cache.AddBoundPod(p.UID, p.Namespace, podRequests(p), g)
+		}
+	}
+}
+
+// onPodGroupDelete forgets the gang: what it held is released and its
+// members count as lone pods until they go.
+func (pl *BatchQuota) onPodGroupDelete(obj interface{}) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	pg, ok := obj.(*schedv1alpha1.PodGroup)
+	if !ok {
+		return
+	}
+	pl.cache.DropGang(pg.Namespace, pg.Name)
+	pl.gangs.Forget(gangKey(pg.Namespace, pg.Name))
+}
+
+// podGroupIndex indexes pods by "namespace/pod-group".
+const podGroupIndex = "locus.dev/pod-group"
+
+func podGroupIndexFunc(obj interface{}) ([]string, error) {
+	pod, ok := obj.(*v1.Pod)
+	if !ok {
+		return nil, nil
+	}
+	if g := pod.Labels[schedv1alpha1.PodGroupLabel]; g != "" {
+		return []string{pod.Namespace + "/" + g}, nil
+	}
+	return nil, nil
+}
+
+// groupPods returns every pod (any phase the informer holds) labelled for a gang.
+func (pl *BatchQuota) groupPods(ns, name string) []*v1.Pod {
+	if pl.byGroup != nil {
+		objs, err := pl.byGroup.ByIndex(podGroupIndex, ns+"/"+name)
+		if err == nil {
+			pods := make([]*v1.Pod, 0, len(objs))
+			for _, o := range objs {
+				if p, ok := o.(*v1.Pod); ok {
+					pods = append(pods, p)
+				}
+			}
+			return pods
+		}
+	}
+	pods, err := pl.pods.Pods(ns).List(labels.SelectorFromSet(labels.Set{schedv1alpha1.PodGroupLabel: name}))
+	if err != nil {
+		return nil
+	}
+	return pods
+}
+
+// podRequests is what a pod counts against its quota.
+func podRequests(pod *v1.Pod) quota.Resources {
+	return quota.FromList(resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{}))
+}
+
+// errNoPodGroup: the pod is labelled for a PodGroup that does not exist.
+var errNoPodGroup = errors.New("PodGroup not found")
+
+// gangOf returns the pod's gang, or nil for a lone pod. A pod labelled for a
+// PodGroup that does not exist has no gang and errNoPodGroup; a pod created
+// before its PodGroup belongs to an earlier run of the same name and is
+// counted alone.
+func (pl *BatchQuota) gangOf(pod *v1.Pod) (*quota.Gang, error) {
+	name := pod.Labels[schedv1alpha1.PodGroupLabel]
+	if name == "" {
+		return nil, nil
+	}
+	pg, err := pl.groups.PodGroups(pod.Namespace).Get(name)
+	if err != nil {
+		return nil, errNoPodGroup
+	}
+	if !isMember(pod, pg) {
+		return nil, nil
+	}
+	return pl.gangFor(pg, nil), nil
+}
+
+// isMember: pods created before their PodGroup belong to an earlier run.
+func isMember(pod *v1.Pod, pg *schedv1alpha1.PodGroup) bool {
+	return pod.CreationTimestamp.IsZero() || !pod.CreationTimestamp.Before(&pg.CreationTimestamp)
+}
+
+// gangFor describes a PodGroup to the cache. Its need is minResources when
+// set; else, when pods is given, the requests of minMember of its members
+// (per resource, the largest minMember requests, so that members of
+// different sizes are covered); else left to the cache (minMember times a
+// member's requests).
+func (pl *BatchQuota) gangFor(pg *schedv1alpha1.PodGroup, pods []*v1.Pod) *quota.Gang {
+	g := &quota.Gang{Name: pg.Name, MinMember: pg.Spec.MinMember, UID: pg.UID}
+	if len(pg.Spec.MinResources) > 0 {
+		g.Need, g.Keep = quota.FromList(pg.Spec.MinResources), true
+		return g
+	}
+	if len(pods) > 0 {
+		g.Need = largestRequests(pods, int(pg.Spec.MinMember))
+	}
+	return g
+}
+
+// largestRequests sums, per resource, the n largest requests among pods.
+func largestRequests(pods []*v1.Pod, n int) quota.Resources {
+	if n < 1 {
+		n = 1
+	}
+	per := map[v1.ResourceName][]int64{}
+	for _, p := range pods {
+		for r, v := range podRequests(p) {
+			per[r] = append(per[r], v)
+		}
+	}
+	var out quota.Resources
+	for r, vs := range per {
+		sort.Slice(vs, func(i, j int) bool { return vs[i] > vs[j] })
+		if len(vs) > n {
+			vs = vs[:n]
+		}
+		for _, v := range vs {
+			out.Add(quota.Resources{r: v})
+		}
+	}
+	return out
+}
