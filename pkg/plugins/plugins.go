@@ -17,25 +17,35 @@ import (
 	"locus.dev/locus/pkg/batchquota"
 	"locus.dev/locus/pkg/compliance"
 	"locus.dev/locus/pkg/datalocality"
+	"locus.dev/locus/pkg/leader"
 )
 
 // SchedulerName is the profile that locus's plugins run in; pods opt in with
 // spec.schedulerName: locus-scheduler.
 const SchedulerName = "locus-scheduler"
 
-// Registry returns locus's out-of-tree plugins.
-func Registry() frameworkruntime.Registry {
+// Registry returns locus's out-of-tree plugins for a scheduler that runs
+// without leader election (tests, the sandbox): they write from the start.
+func Registry() frameworkruntime.Registry { return RegistryFor(leader.Always()) }
+
+// RegistryFor returns locus's out-of-tree plugins for a scheduler process
+// whose leadership is e: plugins that write to the API server do so only
+// while e leads.
+func RegistryFor(e *leader.Elected) frameworkruntime.Registry {
 	return frameworkruntime.Registry{
 		compliance.Name:   compliance.New,
 		datalocality.Name: datalocality.New,
-		batchquota.Name:   batchquota.New,
+		batchquota.Name:   batchquota.NewFactory(e),
 	}
 }
 
 // AppOptions returns Registry as options of kube-scheduler's app.
-func AppOptions() []app.Option {
+func AppOptions() []app.Option { return AppOptionsFor(leader.Always()) }
+
+// AppOptionsFor returns RegistryFor(e) as options of kube-scheduler's app.
+func AppOptionsFor(e *leader.Elected) []app.Option {
 	var opts []app.Option
-	for name, factory := range Registry() {
+	for name, factory := range RegistryFor(e) {
 		opts = append(opts, app.WithPlugin(name, factory))
 	}
 	return opts

@@ -1,0 +1,126 @@
+package batchquota
+
+import (
+	"strings"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/component-base/metrics/legacyregistry"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+
+	"locus.dev/locus/pkg/batchquota/quota"
+	"locus.dev/locus/pkg/metrics"
+)
+
+// quotaSeries lists the locus_quota_* series of one quota as
+// "name{resource}=value".
+func quotaSeries(t *testing.T, ns, name string) []string {
+	t.Helper()
+	families, err := legacyregistry.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range families {
+		if !strings.HasPrefix(f.GetName(), "locus_quota_") {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["namespace"] == ns && labels["quota"] == name {
+				out = append(out, f.GetName()+"{"+labels["resource"]+"}="+resource.NewMilliQuantity(int64(m.GetGauge().GetValue()*1000), resource.DecimalSI).String())
+			}
+		}
+	}
+	return out
+}
+
+// Every series has a way out: a resource back at zero reads zero (not its
+// last non-zero value), a resource the quota no longer has loses its series,
+// and a deleted quota loses all of them.
+func TestQuotaGaugesLeaveWithTheirQuota(t *testing.T) {
+	metrics.RegisterBatchQuota()
+	st := quota.Status{Namespace: "gauges", Name: "q",
+		Min: quota.Resources{v1.ResourceCPU: 2000}, Max: quota.Resources{v1.ResourceCPU: 4000, v1.ResourceMemory: 1 << 30 * 1000},
+		Used: quota.Resources{v1.ResourceCPU: 1000, "nvidia.com/gpu": 1000}}
+	setGauges(st)
+	if got := quotaSeries(t, "gauges", "q"); len(got) != 6 {
+		t.Fatalf("series %v, want min cpu, max cpu and memory, used cpu, memory and gpu", got)
+	}
+	st.Used = nil // every pod gone
+	st.Max = quota.Resources{v1.ResourceCPU: 4000}
+	setGauges(st)
+	got := strings.Join(quotaSeries(t, "gauges", "q"), " ")
+	for _, want := range []string{"locus_quota_used{cpu}=0", "locus_quota_min{cpu}=2", "locus_quota_max{cpu}=4"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("series %q lack %q", got, want)
+		}
+	}
+	for _, gone := range []string{"nvidia.com/gpu", "locus_quota_max{memory}", "locus_quota_used{memory}"} {
+		if strings.Contains(got, gone) {
+			t.Errorf("series %q still have %q", got, gone)
+		}
+	}
+
+	env := newBQ(t, bqSetup{})
+	eq := &schedv1alpha1.ElasticQuota{ObjectMeta: metav1.ObjectMeta{Namespace: "gauges", Name: "q", UID: "eq"}}
+	env.pl.onQuota(eq)
+	env.pl.onQuotaDelete(cache.DeletedFinalStateUnknown{Key: "gauges/q", Obj: eq})
+	if got := quotaSeries(t, "gauges", "q"); len(got) != 0 {
+		t.Errorf("series of a deleted quota: %v", got)
+	}
+	if env.pl.cache.Limited("gauges") {
+		t.Error("deleted quota still limits its namespace")
+	}
+}
+
+// Gang and waiting-pod state leaves with its PodGroup and its pods.
+func TestGangStateLeavesWithItsPodGroup(t *testing.T) {
+	const ns = "team-a"
+	pg := bqGroup(ns, "train", 2, nil)
+	env := newBQ(t, bqSetup{
+		quotas: []*schedv1alpha1.ElasticQuota{bqEQ(ns, "1", "1")},
+		groups: []*schedv1alpha1.PodGroup{pg},
+		pods:   []*v1.Pod{bqMember(ns, "m1", "train", 1).Obj(), bqMember(ns, "m2", "train", 1).Obj()},
+	})
+	m1 := bqMember(ns, "m1", "train", 1).Obj()
+	if st := env.attempt(m1); st.IsSuccess() {
+		t.Fatal("a gang of 2 CPUs admitted under max 1")
+	}
+	if env.pl.blocked.Len() != 1 {
+		t.Fatalf("blocked pods %d, want 1", env.pl.blocked.Len())
+	}
+	env.pl.gangs.Reserved(gangKey(ns, "train"), 1, env.now)
+	env.pl.gangs.BackOff(gangKey(ns, "train"), env.now)
+	env.pl.onPodGroupDelete(cache.DeletedFinalStateUnknown{Key: ns + "/train", Obj: pg})
+	env.pl.onPodDelete(m1)
+	if n := env.pl.gangs.Len(); n != 0 {
+		t.Errorf("tracker remembers %d gangs after the PodGroup was deleted", n)
+	}
+	if n := env.pl.blocked.Len(); n != 0 {
+		t.Errorf("%d blocked pods remembered after they were deleted", n)
+	}
+	if gangs := env.pl.cache.Gangs(); len(gangs) != 0 {
+		t.Errorf("cache keeps gangs %v", gangs)
+	}
+}
+
+// PodGroup status is written only for gangs whose members use this
+// scheduler's profile, not every PodGroup of the cluster.
+func TestPodGroupStatusOnlyForItsProfile(t *testing.T) {
+	pl := &BatchQuota{profile: "locus-scheduler"}
+	ours := bqMember("a", "p", "g", 1).SchedulerName("locus-scheduler").Obj()
+	theirs := bqMember("a", "q", "g", 1).SchedulerName("default-scheduler").Obj()
+	if !pl.ours([]*v1.Pod{theirs, ours}) {
+		t.Error("a gang with a locus member is not ours")
+	}
+	if pl.ours([]*v1.Pod{theirs}) || pl.ours(nil) {
+		t.Error("a gang without locus members is ours")
+	}
+}
