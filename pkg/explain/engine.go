@@ -44,6 +44,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/util/assumecache"
 
 	"locus.dev/locus/pkg/batchquota"
+	"locus.dev/locus/pkg/leader"
 	"locus.dev/locus/pkg/plugins"
 )
 
@@ -132,8 +133,10 @@ func (e *Engine) build(ctx context.Context, profile *schedconfig.KubeSchedulerPr
 
 	// Plugin instances are kept so that every Filter plugin can be asked
 	// about every node, not only up to the first that rejects it.
+	// A what-if engine never leads: its plugins write no status and record
+	// no cluster-level events.
 	registry := frameworkplugins.NewInTreeRegistry()
-	if err := registry.Merge(plugins.Registry()); err != nil {
+	if err := registry.Merge(plugins.RegistryFor(leader.New())); err != nil {
 		return err
 	}
 	for name, factoryFn := range registry {
