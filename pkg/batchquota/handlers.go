@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/klog/v2"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
@@ -177,6 +178,20 @@ func (pl *BatchQuota) onPodGroup(obj interface{}) {
 			pl.cache.AddBoundPod(p.UID, p.Namespace, podRequests(p), g)
 		}
 	}
+	// A lowered minMember may complete a gang whose members wait at Permit.
+	if n, complete := pl.cache.GangMembers(pg.Namespace, pg.Name); complete && n > 0 {
+		pl.allowWaiting(pg.Namespace, pg.Name)
+	}
+}
+
+// allowWaiting lets a complete gang's members waiting at Permit through.
+func (pl *BatchQuota) allowWaiting(ns, name string) {
+	pl.handle.IterateOverWaitingPods(func(wp framework.WaitingPod) {
+		p := wp.GetPod()
+		if p.Namespace == ns && p.Labels[schedv1alpha1.PodGroupLabel] == name {
+			wp.Allow(Name)
+		}
+	})
 }
 
 // onPodGroupDelete forgets the gang: what it held is released and its

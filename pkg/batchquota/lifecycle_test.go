@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/component-base/metrics/legacyregistry"
+	fwk "k8s.io/kube-scheduler/framework"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	"locus.dev/locus/pkg/batchquota/quota"
@@ -122,5 +123,48 @@ func TestPodGroupStatusOnlyForItsProfile(t *testing.T) {
 	}
 	if pl.ours([]*v1.Pod{theirs}) || pl.ours(nil) {
 		t.Error("a gang without locus members is ours")
+	}
+}
+
+// Unreserve after the informer saw the pod bound (the bind call timed out
+// but went through) leaves the running pod counted.
+func TestUnreserveAfterBoundKeepsThePod(t *testing.T) {
+	const ns = "team-a"
+	env := newBQ(t, bqSetup{quotas: []*schedv1alpha1.ElasticQuota{bqEQ(ns, "4", "4")}})
+	p := bqPod(ns, "p", 2).Obj()
+	state := env.preFiltered(t, p)
+	if st := env.pl.Reserve(env.ctx, state, p, "n1"); !st.IsSuccess() {
+		t.Fatal(st)
+	}
+	bound := p.DeepCopy()
+	bound.Spec.NodeName = "n1"
+	env.pl.onPod(bound)
+	env.pl.Unreserve(env.ctx, state, p, "n1")
+	if used := env.pl.cache.Used(ns); !used.Equal(quota.Resources{v1.ResourceCPU: 2000}) {
+		t.Errorf("used %v after Unreserve of a bound pod, want cpu=2", used)
+	}
+}
+
+// A lowered minMember completes a gang whose members wait at Permit.
+func TestLoweredMinMemberLetsWaitingMembersThrough(t *testing.T) {
+	const ns = "team-a"
+	pg := bqGroup(ns, "train", 3, nil)
+	m1, m2 := bqMember(ns, "m1", "train", 1).Obj(), bqMember(ns, "m2", "train", 1).Obj()
+	env := newBQ(t, bqSetup{groups: []*schedv1alpha1.PodGroup{pg},
+		pods: []*v1.Pod{m1, m2, bqMember(ns, "m3", "train", 1).Obj()}})
+	for _, m := range []*v1.Pod{m1, m2} {
+		state := env.preFiltered(t, m)
+		env.pl.Reserve(env.ctx, state, m, "n1")
+		if st := env.fw.RunPermitPlugins(env.ctx, state, m, "n1"); st.Code() != fwk.Wait {
+			t.Fatalf("Permit(%s) = %v, want Wait", m.Name, st)
+		}
+	}
+	lowered := pg.DeepCopy()
+	lowered.Spec.MinMember = 2
+	env.pl.onPodGroup(lowered)
+	for _, m := range []*v1.Pod{m1, m2} {
+		if st := env.fw.WaitOnPermit(env.ctx, m); !st.IsSuccess() {
+			t.Errorf("%s at Permit after minMember dropped to 2: %v", m.Name, st)
+		}
 	}
 }

@@ -8,8 +8,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
-	"k8s.io/kubernetes/pkg/scheduler/framework"
-	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
 	"locus.dev/locus/pkg/batchquota/quota"
@@ -38,12 +36,7 @@ func (pl *BatchQuota) Permit(ctx context.Context, cycleState fwk.CycleState, pod
 	if start, ok := pl.gangs.Completed(key); ok {
 		metrics.GangWaitSeconds.Observe(pl.clock().Sub(start).Seconds())
 	}
-	pl.handle.IterateOverWaitingPods(func(wp framework.WaitingPod) {
-		p := wp.GetPod()
-		if p.Namespace == pod.Namespace && p.Labels[schedv1alpha1.PodGroupLabel] == s.gang.Name {
-			wp.Allow(Name)
-		}
-	})
+	pl.allowWaiting(pod.Namespace, s.gang.Name)
 	return nil, 0
 }
 
