@@ -252,9 +252,9 @@ func podRequests(pod *v1.Pod) quota.Resources {
 var errNoPodGroup = errors.New("PodGroup not found")
 
 // gangOf returns the pod's gang, or nil for a lone pod. A pod labelled for a
-// PodGroup that does not exist has no gang and errNoPodGroup; a pod created
-// before its PodGroup belongs to an earlier run of the same name and is
-// counted alone.
+// PodGroup that does not exist has no gang and errNoPodGroup; a pod bound
+// before its PodGroup was created belongs to an earlier run of the same
+// name and is counted alone.
 func (pl *BatchQuota) gangOf(pod *v1.Pod) (*quota.Gang, error) {
 	name := pod.Labels[schedv1alpha1.PodGroupLabel]
 	if name == "" {
@@ -270,9 +270,12 @@ func (pl *BatchQuota) gangOf(pod *v1.Pod) (*quota.Gang, error) {
 	return pl.gangFor(pg, nil), nil
 }
 
-// isMember: pods created before their PodGroup belong to an earlier run.
+// isMember: a pod bound before its PodGroup was created ran under an
+// earlier PodGroup of the same name, and is not a member of this one. A
+// pending pod is a member whenever it was created (a pod may be created
+// before its PodGroup).
 func isMember(pod *v1.Pod, pg *schedv1alpha1.PodGroup) bool {
-	return pod.CreationTimestamp.IsZero() || !pod.CreationTimestamp.Before(&pg.CreationTimestamp)
+	return pod.Spec.NodeName == "" || pod.CreationTimestamp.IsZero() || !pod.CreationTimestamp.Before(&pg.CreationTimestamp)
 }
 
 // gangFor describes a PodGroup to the cache. Its need is minResources when

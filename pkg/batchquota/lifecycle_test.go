@@ -3,6 +3,7 @@ package batchquota
 import (
 	"strings"
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -166,5 +167,30 @@ func TestLoweredMinMemberLetsWaitingMembersThrough(t *testing.T) {
 		if st := env.fw.WaitOnPermit(env.ctx, m); !st.IsSuccess() {
 			t.Errorf("%s at Permit after minMember dropped to 2: %v", m.Name, st)
 		}
+	}
+}
+
+// A PodGroup deleted and created again under the same name is a new gang:
+// pods of the earlier run that are still bound do not complete it, so the
+// new run's members still wait at Permit for each other.
+func TestReusedPodGroupNameKeepsAllOrNothing(t *testing.T) {
+	const ns = "team-a"
+	pg := bqGroup(ns, "train", 2, nil) // created an hour before bqNow
+	pg.UID = "second-run"
+	earlier := metav1.NewTime(bqNow.Add(-2 * time.Hour))
+	old1 := bqMember(ns, "old-1", "train", 1).Node("n1").CreationTimestamp(earlier).Obj()
+	old2 := bqMember(ns, "old-2", "train", 1).Node("n1").CreationTimestamp(earlier).Obj()
+	n1, n2 := bqMember(ns, "new-1", "train", 1).Obj(), bqMember(ns, "new-2", "train", 1).Obj()
+	env := newBQ(t, bqSetup{groups: []*schedv1alpha1.PodGroup{pg}, pods: []*v1.Pod{old1, old2, n1, n2}})
+	if used := env.pl.cache.Used(ns); !used.Equal(quota.Resources{v1.ResourceCPU: 2000}) {
+		t.Fatalf("the earlier run's pods are not counted: used %v", used)
+	}
+	state := env.preFiltered(t, n1)
+	env.pl.Reserve(env.ctx, state, n1, "n1")
+	if st := env.fw.RunPermitPlugins(env.ctx, state, n1, "n1"); st.Code() != fwk.Wait {
+		t.Errorf("Permit(new-1) = %v, want Wait: the earlier run's pods must not complete the new gang", st)
+	}
+	if n, complete := env.pl.cache.GangMembers(ns, "train"); n != 1 || complete {
+		t.Errorf("gang train: %d members, complete %v; want 1, not complete", n, complete)
 	}
 }

@@ -68,13 +68,20 @@ func (e *quotaEnv) quota(ctx context.Context, t *testing.T, ns string, min, max 
 	}
 }
 
-// waitUsedCPU waits until the namespace's ElasticQuota status.used shows
-// the CPU amount: the status that BatchQuota writes back in batches.
+// waitUsedCPU waits until the namespace's ElasticQuota "quota" shows the
+// CPU amount in status.used: the status that BatchQuota writes back in
+// batches.
 func (e *quotaEnv) waitUsedCPU(ctx context.Context, ns, cpu string, timeout time.Duration) error {
+	return e.waitQuotaUsed(ctx, ns, "quota", cpu, timeout)
+}
+
+// waitQuotaUsed waits until the ElasticQuota ns/name shows the CPU amount
+// in status.used.
+func (e *quotaEnv) waitQuotaUsed(ctx context.Context, ns, name, cpu string, timeout time.Duration) error {
 	want := resource.MustParse(cpu)
 	var got resource.Quantity
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		eq, err := e.sched.SchedulingV1alpha1().ElasticQuotas(ns).Get(ctx, "quota", metav1.GetOptions{})
+		eq, err := e.sched.SchedulingV1alpha1().ElasticQuotas(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
@@ -82,7 +89,7 @@ func (e *quotaEnv) waitUsedCPU(ctx context.Context, ns, cpu string, timeout time
 		return got.Cmp(want) == 0, nil
 	})
 	if err != nil {
-		return fmt.Errorf("ElasticQuota %s/quota status.used cpu is %s, want %s: %w", ns, got.String(), cpu, err)
+		return fmt.Errorf("ElasticQuota %s/%s status.used cpu is %s, want %s: %w", ns, name, got.String(), cpu, err)
 	}
 	return nil
 }

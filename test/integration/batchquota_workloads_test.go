@@ -177,7 +177,7 @@ func TestSeveralQuotasInANamespace(t *testing.T) {
 		if err := waitQuotaEvent(ctx, e, ns, eq, locusv1alpha1.EventReasonMultipleQuotas); err != nil {
 			t.Error(err)
 		}
-		if err := waitQuotaUsed(ctx, e, ns, eq, "2"); err != nil {
+		if err := e.waitQuotaUsed(ctx, ns, eq, "2", 15*time.Second); err != nil {
 			t.Error(err)
 		}
 	}
@@ -189,26 +189,9 @@ func TestSeveralQuotasInANamespace(t *testing.T) {
 	if pods, _ := boundPods(ctx, e.Client, ns, ""); len(pods) != 4 {
 		t.Errorf("%d pods bound after deleting the tight quota, want 4 (the other quota's max)", len(pods))
 	}
-	if err := waitQuotaUsed(ctx, e, ns, "quota", "4"); err != nil {
+	if err := e.waitQuotaUsed(ctx, ns, "quota", "4", 15*time.Second); err != nil {
 		t.Error(err)
 	}
-}
-
-func waitQuotaUsed(ctx context.Context, e *quotaEnv, ns, name, cpu string) error {
-	want := resource.MustParse(cpu)
-	var got resource.Quantity
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
-		eq, err := e.sched.SchedulingV1alpha1().ElasticQuotas(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		got = eq.Status.Used[v1.ResourceCPU]
-		return got.Cmp(want) == 0, nil
-	})
-	if err != nil {
-		return fmt.Errorf("ElasticQuota %s/%s status.used cpu is %s, want %s: %w", ns, name, got.String(), cpu, err)
-	}
-	return nil
 }
 
 func waitQuotaEvent(ctx context.Context, e *quotaEnv, ns, name, reason string) error {
