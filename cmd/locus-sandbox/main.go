@@ -78,6 +78,12 @@ func run() int {
 	fmt.Printf("locus-sandbox: starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and locus-scheduler (logs: %s)\n", *logFile)
 	env := testenv.Start(ctx, p, locusConfig)
 	env.StartControllerManager(ctx, p) // Jobs, CronJobs, Deployments create their pods
+	// No kubelets: pods deleted gracefully (reclaim and preemption victims)
+	// would stay Terminating forever; finish their deletion as a kubelet would.
+	if err := testenv.StartPodReaper(ctx, env.Client); err != nil {
+		fmt.Fprintf(os.Stderr, "locus-sandbox: %v\n", err)
+		return 1
+	}
 	fmt.Printf("locus-sandbox: control plane up in %v; loading %s (%d objects)\n", time.Since(start).Round(100*time.Millisecond), *scenario, len(objs))
 	if err := sandbox.Apply(ctx, env.Client, env.Dynamic, objs); err != nil {
 		fmt.Fprintf(os.Stderr, "locus-sandbox: %v\n", err)
