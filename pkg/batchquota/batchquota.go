@@ -30,8 +30,10 @@ import (
 	"fmt"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -40,7 +42,7 @@ import (
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 	schedclient "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
-	schedinformers "sigs.k8s.io/scheduler-plugins/pkg/generated/informers/externalversions"
+	schedinformers "sigs.k8s.io/scheduler-plugins/pkg/generated/informers/externalversions/scheduling/v1alpha1"
 	schedlisters "sigs.k8s.io/scheduler-plugins/pkg/generated/listers/scheduling/v1alpha1"
 
 	"locus.dev/locus/apis/config"
@@ -156,13 +158,23 @@ func NewFactory(e *leader.Elected) frameworkruntime.PluginFactory {
 	}
 }
 
+// NewWithClient returns New for a plugin that reads ElasticQuotas and
+// PodGroups through client (the what-if engine passes a fake one holding a
+// copy of the cluster's), in a process whose leadership is e.
+func NewWithClient(client schedclient.Interface, e *leader.Elected) frameworkruntime.PluginFactory {
+	return func(ctx context.Context, obj runtime.Object, h framework.Handle) (framework.Plugin, error) {
+		args, err := validArgs(obj)
+		if err != nil {
+			return nil, err
+		}
+		return newPlugin(ctx, *args, h, client, e, time.Now)
+	}
+}
+
 // newWithLeader validates the args and wires the real clients.
 func newWithLeader(ctx context.Context, obj runtime.Object, h framework.Handle, e *leader.Elected) (framework.Plugin, error) {
-	args, ok := obj.(*config.BatchQuotaArgs)
-	if !ok {
-		return nil, fmt.Errorf("want args of type BatchQuotaArgs, got %T", obj)
-	}
-	if err := validation.ValidateBatchQuotaArgs(nil, args); err != nil {
+	args, err := validArgs(obj)
+	if err != nil {
 		return nil, err
 	}
 	if h.KubeConfig() == nil {
@@ -175,17 +187,33 @@ func newWithLeader(ctx context.Context, obj runtime.Object, h framework.Handle, 
 	return newPlugin(ctx, *args, h, client, e, time.Now)
 }
 
-// newPlugin builds the plugin on the given clients. Its ElasticQuota and
-// PodGroup informers start here without blocking start-up; until they and
-// the pod informer have synced, PreFilter keeps pods waiting rather than
-// admitting them on partial counts.
+func validArgs(obj runtime.Object) (*config.BatchQuotaArgs, error) {
+	args, ok := obj.(*config.BatchQuotaArgs)
+	if !ok {
+		return nil, fmt.Errorf("want args of type BatchQuotaArgs, got %T", obj)
+	}
+	if err := validation.ValidateBatchQuotaArgs(nil, args); err != nil {
+		return nil, err
+	}
+	return args, nil
+}
+
+// newPlugin builds the plugin on the given client. Its ElasticQuota and
+// PodGroup informers join the scheduler's informer factory, which starts
+// them with the others; until they and the pod informer have synced (and
+// these handlers have counted every item), PreFilter keeps pods waiting
+// rather than admitting them on partial counts.
 func newPlugin(ctx context.Context, args config.BatchQuotaArgs, h framework.Handle, client schedclient.Interface, e *leader.Elected, clock func() time.Time) (*BatchQuota, error) {
 	metrics.RegisterBatchQuota()
 	logger := klog.FromContext(ctx).WithValues("plugin", Name)
-	factory := schedinformers.NewSharedInformerFactory(client, 0)
-	eqInformer := factory.Scheduling().V1alpha1().ElasticQuotas()
-	pgInformer := factory.Scheduling().V1alpha1().PodGroups()
-	podInformer := h.SharedInformerFactory().Core().V1().Pods()
+	factory := h.SharedInformerFactory()
+	eqInformer := factory.InformerFor(&schedv1alpha1.ElasticQuota{}, func(_ kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+		return schedinformers.NewElasticQuotaInformer(client, metav1.NamespaceAll, resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	})
+	pgInformer := factory.InformerFor(&schedv1alpha1.PodGroup{}, func(_ kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+		return schedinformers.NewPodGroupInformer(client, metav1.NamespaceAll, resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	})
+	podInformer := factory.Core().V1().Pods()
 	profile := ""
 	if f, ok := h.(framework.Framework); ok {
 		profile = f.ProfileName()
@@ -199,8 +227,8 @@ func newPlugin(ctx context.Context, args config.BatchQuotaArgs, h framework.Hand
 		cache:         quota.NewCache(),
 		client:        client,
 		pods:          podInformer.Lister(),
-		groups:        pgInformer.Lister(),
-		quotas:        eqInformer.Lister(),
+		groups:        schedlisters.NewPodGroupLister(pgInformer.GetIndexer()),
+		quotas:        schedlisters.NewElasticQuotaLister(eqInformer.GetIndexer()),
 		clock:         clock,
 		gangs:         gang.NewTracker(),
 		blocked:       gang.NewBlocked(),
@@ -208,12 +236,11 @@ func newPlugin(ctx context.Context, args config.BatchQuotaArgs, h framework.Hand
 		warned:        gang.NewSet(),
 		reclaimedPods: quota.NewReclaimed(time.Minute),
 	}
-	synced, err := pl.addHandlers(eqInformer.Informer(), pgInformer.Informer(), podInformer.Informer())
+	synced, err := pl.addHandlers(eqInformer, pgInformer, podInformer.Informer())
 	if err != nil {
 		return nil, err
 	}
 	pl.synced = synced
-	factory.Start(ctx.Done())
 	go pl.runStatusWriter(ctx)
 	go func() {
 		// Pods turned away while the counts were being rebuilt go back to

@@ -30,10 +30,8 @@ import (
 	tf "k8s.io/kubernetes/pkg/scheduler/testing/framework"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 	schedfake "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned/fake"
-	schedinformers "sigs.k8s.io/scheduler-plugins/pkg/generated/informers/externalversions"
 
 	"locus.dev/locus/apis/config"
-	"locus.dev/locus/pkg/batchquota/gang"
 	"locus.dev/locus/pkg/batchquota/quota"
 	"locus.dev/locus/pkg/leader"
 )
@@ -113,13 +111,13 @@ func newBQ(t *testing.T, s bqSetup) *bqEnv {
 
 	var podObjs []runtime.Object
 	for _, p := range s.pods {
-		podObjs = append(podObjs, p)
+		// The scheduler's pod informer leaves terminal pods out.
+		if p.Status.Phase != v1.PodSucceeded && p.Status.Phase != v1.PodFailed {
+			podObjs = append(podObjs, p)
+		}
 	}
 	cs := clientsetfake.NewClientset(podObjs...)
 	factory := informers.NewSharedInformerFactory(cs, 0)
-	podInformer := factory.Core().V1().Pods()
-	podInformer.Informer()
-
 	var schedObjs []runtime.Object
 	for _, pg := range s.groups {
 		schedObjs = append(schedObjs, pg)
@@ -128,29 +126,6 @@ func newBQ(t *testing.T, s bqSetup) *bqEnv {
 		schedObjs = append(schedObjs, eq)
 	}
 	scs := schedfake.NewClientset(schedObjs...)
-	schedFactory := schedinformers.NewSharedInformerFactory(scs, 0)
-	pgInformer := schedFactory.Scheduling().V1alpha1().PodGroups()
-	eqInformer := schedFactory.Scheduling().V1alpha1().ElasticQuotas()
-	pgInformer.Informer()
-	eqInformer.Informer()
-
-	factory.Start(ctx.Done())
-	schedFactory.Start(ctx.Done())
-	t.Cleanup(func() {
-		cancel()
-		factory.Shutdown()
-		schedFactory.Shutdown()
-	})
-	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			t.Fatalf("informer for %v did not sync", typ)
-		}
-	}
-	for typ, ok := range schedFactory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			t.Fatalf("informer for %v did not sync", typ)
-		}
-	}
 
 	env := &bqEnv{
 		ctx:       ctx,
@@ -158,26 +133,16 @@ func newBQ(t *testing.T, s bqSetup) *bqEnv {
 		now:       bqNow,
 		activated: make(chan map[string]*v1.Pod, 10),
 	}
-	synced := !s.notSynced
-	pl := &BatchQuota{
-		logger:  logger,
-		args:    config.BatchQuotaArgs{DefaultScheduleTimeoutSeconds: bqDefaultTimeout, StatusUpdateInterval: metav1.Duration{Duration: time.Second}},
-		cache:   quota.NewCache(),
-		client:  scs,
-		pods:    podInformer.Lister(),
-		groups:  pgInformer.Lister(),
-		quotas:  eqInformer.Lister(),
-		synced:  []cache.InformerSynced{func() bool { return true }, func() bool { return synced }},
-		clock:   func() time.Time { return env.now },
-		gangs:   gang.NewTracker(),
-		blocked: gang.NewBlocked(),
-		early:   gang.NewEarly(),
-		warned:  gang.NewSet(),
-		leader:  leader.Always(),
-	}
+	args := config.BatchQuotaArgs{DefaultScheduleTimeoutSeconds: bqDefaultTimeout, StatusUpdateInterval: metav1.Duration{Duration: time.Hour}}
+	var pl *BatchQuota
 	fw, err := tf.NewFramework(ctx, []tf.RegisterPluginFunc{
 		tf.RegisterQueueSortPlugin(queuesort.Name, queuesort.New),
-		tf.RegisterPermitPlugin(Name, func(context.Context, runtime.Object, framework.Handle) (framework.Plugin, error) { return pl, nil }),
+		// The plugin as New builds it, on the fake clients.
+		tf.RegisterPermitPlugin(Name, func(ctx context.Context, _ runtime.Object, h framework.Handle) (framework.Plugin, error) {
+			var err error
+			pl, err = newPlugin(ctx, args, h, scs, leader.Always(), func() time.Time { return env.now })
+			return pl, err
+		}),
 		tf.RegisterBindPlugin(defaultbinder.Name, defaultbinder.New),
 	}, "",
 		frameworkruntime.WithClientSet(cs),
@@ -190,17 +155,23 @@ func newBQ(t *testing.T, s bqSetup) *bqEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl.handle = fw
-	env.pl, env.fw = pl, fw
-	for _, eq := range s.quotas {
-		pl.onQuota(eq)
-	}
-	for _, p := range s.pods {
-		// The scheduler's pod informer leaves terminal pods out.
-		if p.Status.Phase != v1.PodSucceeded && p.Status.Phase != v1.PodFailed {
-			pl.onPod(p)
+	factory.Start(ctx.Done())
+	t.Cleanup(func() {
+		cancel()
+		factory.Shutdown()
+	})
+	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			t.Fatalf("informer for %v did not sync", typ)
 		}
 	}
+	if !cache.WaitForCacheSync(ctx.Done(), pl.HasSynced) {
+		t.Fatal("the plugin's handlers did not sync")
+	}
+	if s.notSynced {
+		pl.synced = append(pl.synced, func() bool { return false })
+	}
+	env.pl, env.fw = pl, fw
 	return env
 }
 

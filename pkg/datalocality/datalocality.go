@@ -22,6 +22,7 @@ import (
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
+	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 	"k8s.io/utils/clock"
 
 	"locus.dev/locus/apis/config"
@@ -95,6 +96,21 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 		return nil, fmt.Errorf("building the Dataset client: %w", err)
 	}
 	return newPlugin(ctx, *args, h, client, clock.RealClock{}), nil
+}
+
+// NewWithClient returns New for a plugin that reads Datasets through client
+// (the what-if engine passes a fake one holding a copy of the cluster's).
+func NewWithClient(client versioned.Interface) frameworkruntime.PluginFactory {
+	return func(ctx context.Context, obj runtime.Object, h framework.Handle) (framework.Plugin, error) {
+		args, ok := obj.(*config.DataLocalityArgs)
+		if !ok {
+			return nil, fmt.Errorf("want args of type DataLocalityArgs, got %T", obj)
+		}
+		if err := validation.ValidateDataLocalityArgs(nil, args); err != nil {
+			return nil, err
+		}
+		return newPlugin(ctx, *args, h, client, clock.RealClock{}), nil
+	}
 }
 
 // newPlugin builds the plugin on a Dataset client; tests pass a fake one.

@@ -3,18 +3,13 @@ package explain
 import (
 	"strings"
 	"testing"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/klog/v2/ktesting"
-	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
-	schedclient "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
 
 	"locus.dev/locus/manifests"
 )
@@ -108,59 +103,3 @@ func TestDecodeConfig(t *testing.T) {
 	}
 }
 
-// The in-memory API serves the plugins' reads and refuses their writes.
-func TestMemAPI(t *testing.T) {
-	_, ctx := ktesting.NewTestContext(t)
-	eq := &schedv1alpha1.ElasticQuota{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "etl", Name: "quota"},
-		Spec:       schedv1alpha1.ElasticQuotaSpec{Max: v1.ResourceList{v1.ResourceCPU: resource.MustParse("2")}},
-	}
-	api, err := newMemAPI(eq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := schedclient.NewForConfig(api.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	quotas := client.SchedulingV1alpha1().ElasticQuotas("etl")
-	got, err := quotas.Get(ctx, "quota", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !got.Spec.Max.Cpu().Equal(resource.MustParse("2")) {
-		t.Errorf("get: want max cpu 2, got %v", got.Spec.Max)
-	}
-	list, err := client.SchedulingV1alpha1().ElasticQuotas("").List(ctx, metav1.ListOptions{})
-	if err != nil || len(list.Items) != 1 {
-		t.Errorf("list: want 1 quota, got %v, %v", list, err)
-	}
-	if _, err := quotas.Get(ctx, "other", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("get of a missing quota: want NotFound, got %v", err)
-	}
-
-	got.Status.Used = v1.ResourceList{v1.ResourceCPU: resource.MustParse("1")}
-	if _, err := quotas.UpdateStatus(ctx, got, metav1.UpdateOptions{}); !apierrors.IsMethodNotSupported(err) {
-		t.Errorf("a write: want MethodNotSupported, got %v", err)
-	}
-	if refused := api.Refused(); len(refused) != 1 || refused[0] != "PUT /apis/scheduling.x-k8s.io/v1alpha1/namespaces/etl/elasticquotas/quota/status" {
-		t.Errorf("want the write recorded as refused, got %q", refused)
-	}
-
-	w, err := quotas.Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	if err := api.tracker.Add(&schedv1alpha1.ElasticQuota{ObjectMeta: metav1.ObjectMeta{Namespace: "etl", Name: "second"}}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case ev := <-w.ResultChan():
-		if q, ok := ev.Object.(*schedv1alpha1.ElasticQuota); !ok || q.Name != "second" {
-			t.Errorf("watch: want the second quota, got %v %#v", ev.Type, ev.Object)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("watch: no event for the added quota")
-	}
-}

@@ -9,10 +9,10 @@
 // (Simulate).
 //
 // The engine never writes to the cluster: its framework handle's clientset
-// is a fake one seeded with the State, and the KubeConfig that DataLocality
-// and BatchQuota build their custom resource clients from points at an
-// in-memory API over the State's Datasets, ElasticQuotas and PodGroups,
-// which refuses writes (BatchQuota's status writer). Event recorders discard.
+// is a fake one seeded with the State, DataLocality and BatchQuota are given
+// fake clients of their custom resources seeded with the State's Datasets,
+// ElasticQuotas and PodGroups, BatchQuota never leads (so it writes no
+// status), and event recorders discard.
 package explain
 
 import (
@@ -42,8 +42,11 @@ import (
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 	schedmetrics "k8s.io/kubernetes/pkg/scheduler/metrics"
 	"k8s.io/kubernetes/pkg/scheduler/util/assumecache"
+	schedfake "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned/fake"
 
 	"locus.dev/locus/pkg/batchquota"
+	"locus.dev/locus/pkg/datalocality"
+	locusfake "locus.dev/locus/pkg/generated/clientset/versioned/fake"
 	"locus.dev/locus/pkg/leader"
 	"locus.dev/locus/pkg/plugins"
 )
@@ -61,7 +64,6 @@ type Engine struct {
 	snapshot *snapshotLister
 	client   *fake.Clientset
 	pods     corelisters.PodLister
-	api      *memAPI
 	cancel   context.CancelFunc
 	// assumed are pods placed by Simulate, by UID.
 	assumed map[string]*v1.Pod
@@ -99,19 +101,18 @@ func (e *Engine) build(ctx context.Context, profile *schedconfig.KubeSchedulerPr
 	}
 	e.client = fake.NewClientset(core...)
 
-	var crs []runtime.Object
+	// The custom resources that locus's plugins read, served to them by
+	// fake clientsets: the plugins run unchanged on this copy of the
+	// cluster, with no route to the real API server.
+	var datasets, sched []runtime.Object
 	for _, d := range e.state.Datasets {
-		crs = append(crs, clean(d))
+		datasets = append(datasets, clean(d))
 	}
 	for _, q := range e.state.ElasticQuotas {
-		crs = append(crs, clean(q))
+		sched = append(sched, clean(q))
 	}
 	for _, g := range e.state.PodGroups {
-		crs = append(crs, clean(g))
-	}
-	var err error
-	if e.api, err = newMemAPI(crs...); err != nil {
-		return err
+		sched = append(sched, clean(g))
 	}
 
 	factory := informers.NewSharedInformerFactory(e.client, 0)
@@ -139,6 +140,8 @@ func (e *Engine) build(ctx context.Context, profile *schedconfig.KubeSchedulerPr
 	if err := registry.Merge(plugins.RegistryFor(leader.New())); err != nil {
 		return err
 	}
+	registry[batchquota.Name] = batchquota.NewWithClient(schedfake.NewClientset(sched...), leader.New())
+	registry[datalocality.Name] = datalocality.NewWithClient(locusfake.NewSimpleClientset(datasets...))
 	for name, factoryFn := range registry {
 		name, factoryFn := name, factoryFn
 		registry[name] = func(ctx context.Context, args runtime.Object, h framework.Handle) (framework.Plugin, error) {
@@ -151,9 +154,9 @@ func (e *Engine) build(ctx context.Context, profile *schedconfig.KubeSchedulerPr
 	}
 
 	e.snapshot = &snapshotLister{cur: internalcache.NewSnapshot(e.boundPods(), e.state.Nodes)}
+	var err error
 	e.fw, err = frameworkruntime.NewFramework(ctx, registry, profile,
 		frameworkruntime.WithClientSet(e.client),
-		frameworkruntime.WithKubeConfig(e.api.config()),
 		frameworkruntime.WithInformerFactory(factory),
 		frameworkruntime.WithSharedDRAManager(draManager),
 		frameworkruntime.WithSnapshotSharedLister(e.snapshot),
@@ -174,18 +177,6 @@ func (e *Engine) build(ctx context.Context, profile *schedconfig.KubeSchedulerPr
 
 	syncCtx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
-	if _, ok := e.plugins[batchquota.Name]; ok {
-		// BatchQuota looks up each bound pod's PodGroup when it counts the
-		// pod. Its ElasticQuota and PodGroup informers (which its New
-		// starts) have their lists in hand before they watch; only then
-		// are the pods served.
-		err := wait.PollUntilContextCancel(syncCtx, 5*time.Millisecond, true, func(context.Context) (bool, error) {
-			return e.api.Watched("elasticquotas") && e.api.Watched("podgroups"), nil
-		})
-		if err != nil {
-			return fmt.Errorf("%s did not list ElasticQuotas and PodGroups: %w", batchquota.Name, err)
-		}
-	}
 	factory.Start(ctx.Done())
 	for typ, ok := range factory.WaitForCacheSync(syncCtx.Done()) {
 		if !ok {
@@ -220,29 +211,6 @@ func (e *Engine) Close() {
 	if e.fw != nil {
 		_ = e.fw.Close()
 	}
-}
-
-// RefusedWrites lists the writes that plugins attempted on custom
-// resources; the engine refused them all.
-func (e *Engine) RefusedWrites() []string { return e.api.Refused() }
-
-// Framework returns the engine's framework, for callers that need more than
-// Evaluate and Simulate.
-func (e *Engine) Framework() framework.Framework { return e.fw }
-
-// boundPods are the pods that take room on nodes: bound ones and those that
-// Simulate has placed.
-func (e *Engine) boundPods() []*v1.Pod {
-	var out []*v1.Pod
-	for _, p := range e.state.Pods {
-		if p.Spec.NodeName != "" {
-			out = append(out, p)
-		}
-	}
-	for _, p := range e.assumed {
-		out = append(out, p)
-	}
-	return out
 }
 
 // resnapshot takes a new snapshot after Simulate placed or released a pod.
@@ -282,3 +250,22 @@ func (noNominator) NominatedPodsForNode(string) []fwk.PodInfo                   
 type noActivator struct{}
 
 func (noActivator) Activate(klog.Logger, map[string]*v1.Pod) {}
+
+// Framework returns the engine's framework, for callers that need more than
+// Evaluate and Simulate.
+func (e *Engine) Framework() framework.Framework { return e.fw }
+
+// boundPods are the pods that take room on nodes: bound ones and those that
+// Simulate has placed.
+func (e *Engine) boundPods() []*v1.Pod {
+	var out []*v1.Pod
+	for _, p := range e.state.Pods {
+		if p.Spec.NodeName != "" {
+			out = append(out, p)
+		}
+	}
+	for _, p := range e.assumed {
+		out = append(out, p)
+	}
+	return out
+}
