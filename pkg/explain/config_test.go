@@ -102,4 +102,3 @@ func TestDecodeConfig(t *testing.T) {
 		t.Errorf("a profile that the configuration lacks must be an error")
 	}
 }
-
