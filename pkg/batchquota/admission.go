@@ -42,7 +42,7 @@ func (s *stateData) Clone() fwk.StateData {
 // It only computes; PostFilter records why a pod waits.
 func (pl *BatchQuota) PreFilter(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
 	if !pl.HasSynced() {
-		pl.early.Add(pod)
+		// PostFilter remembers the pod, to bring it back once synced.
 		return nil, fwk.NewStatus(fwk.Unschedulable, ErrReasonNotSynced)
 	}
 	s := &stateData{req: podRequests(pod)}

@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/component-base/metrics/legacyregistry"
 	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	"locus.dev/locus/pkg/batchquota/quota"
@@ -192,5 +193,23 @@ func TestReusedPodGroupNameKeepsAllOrNothing(t *testing.T) {
 	}
 	if n, complete := env.pl.cache.GangMembers(ns, "train"); n != 1 || complete {
 		t.Errorf("gang train: %d members, complete %v; want 1, not complete", n, complete)
+	}
+}
+
+// Before the counts are rebuilt, PreFilter turns pods away without side
+// effects; PostFilter remembers them so that they come back once synced.
+func TestPodsTurnedAwayBeforeSyncAreRemembered(t *testing.T) {
+	env := newBQ(t, bqSetup{notSynced: true})
+	p := bqPod("team-a", "p", 1).Obj()
+	state := framework.NewCycleState()
+	if _, st := env.pl.PreFilter(env.ctx, state, p, nil); st.Message() != ErrReasonNotSynced {
+		t.Fatalf("PreFilter = %v, want %q", st, ErrReasonNotSynced)
+	}
+	if n := len(env.pl.early.Take()); n != 0 {
+		t.Fatalf("PreFilter remembered %d pods; it must only compute", n)
+	}
+	env.pl.PostFilter(env.ctx, state, p, nil)
+	if got := env.pl.early.Take(); got["team-a/p"] == nil {
+		t.Errorf("PostFilter did not remember the pod: %v", got)
 	}
 }

@@ -40,8 +40,12 @@ var _ preemption.Interface = &reclaimer{}
 func (pl *BatchQuota) PostFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, m framework.NodeToStatusReader) (*framework.PostFilterResult, *fwk.Status) {
 	s, err := getState(state)
 	if err != nil {
-		// PreFilter stopped before reading the pod (quota counts not rebuilt
-		// yet after a start, or another plugin rejected the pod for good).
+		// PreFilter stopped before reading the pod: quota counts are not
+		// rebuilt yet after a start (the pod comes back once they are), or
+		// another plugin rejected the pod for good.
+		if !pl.HasSynced() {
+			pl.early.Add(pod)
+		}
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
 	pl.recordWaiting(pod, s)
