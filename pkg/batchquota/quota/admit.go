@@ -96,8 +96,6 @@ func (c *Cache) deltaLocked(ns string, req Resources, g *Gang) (Resources, strin
 	}
 	// Effective use goes from used+holds to used+req+holds', where holds'
 	// is the gang's need less its members with this one added.
-	after := *gg
-	after.members = nil // only len and memberSum matter below
 	sum := gg.memberSum.Plus(req)
 	var holdsAfter Resources
 	if !(gg.complete || len(gg.members)+1 >= gg.minMember) || gg.keep {
