@@ -52,10 +52,11 @@ func Profile(cfg *schedconfig.KubeSchedulerConfiguration, schedulerName string) 
 }
 
 // ClusterConfig reads locus-scheduler's KubeSchedulerConfiguration from the
-// cluster: the ConfigMap kube-system/locus-scheduler-config, else the
-// ConfigMap that the locus-scheduler Deployment mounts (kustomize appends a
-// hash to the generated name), else the configuration built into this
-// binary. It returns the data and where it came from.
+// cluster: the ConfigMap kube-system/locus-scheduler-config (manifests/base
+// generates it with that fixed name, which the locus-reader role grants),
+// else the ConfigMap that the locus-scheduler Deployment mounts (an overlay
+// may rename it, or let kustomize append a hash), else the configuration
+// built into this binary. It returns the data and where it came from.
 func ClusterConfig(ctx context.Context, client kubernetes.Interface) ([]byte, string, error) {
 	names := []string{ConfigMapName}
 	dep, err := client.AppsV1().Deployments(ConfigNamespace).Get(ctx, DeploymentName, metav1.GetOptions{})

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"strings"
 
 	kcmtesting "k8s.io/kubernetes/cmd/kube-controller-manager/app/testing"
 )
@@ -12,8 +13,9 @@ const workloadControllers = "job-controller,cronjob-controller,deployment-contro
 
 // StartControllerManager runs a real kube-controller-manager against the
 // control plane with the workload controllers, so Jobs and CronJobs create
-// pods as they would in a cluster. It stops at t's cleanup.
-func (cp *ControlPlane) StartControllerManager(ctx context.Context, t TB) {
+// pods as they would in a cluster, and with the extra controllers named (such
+// as "validatingadmissionpolicy-status-controller"). It stops at t's cleanup.
+func (cp *ControlPlane) StartControllerManager(ctx context.Context, t TB, extra ...string) {
 	t.Helper()
 	kubeconfig := cp.KubeconfigFile(t)
 	server, err := kcmtesting.StartTestServer(ctx, []string{
@@ -21,7 +23,7 @@ func (cp *ControlPlane) StartControllerManager(ctx context.Context, t TB) {
 		"--authentication-kubeconfig=" + kubeconfig,
 		"--authorization-kubeconfig=" + kubeconfig,
 		"--leader-elect=false",
-		"--controllers=" + workloadControllers,
+		"--controllers=" + strings.Join(append([]string{workloadControllers}, extra...), ","),
 		"--use-service-account-credentials=false",
 	})
 	if err != nil {
