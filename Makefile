@@ -1,12 +1,18 @@
 GO ?= go
 BIN := bin
 
+# The locus version (git describe) and the Kubernetes version it is built on
+# (k8s.io/kubernetes in go.mod), stamped into the binaries (pkg/version).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
+KUBE_VERSION := $(shell $(GO) list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}}' k8s.io/kubernetes)
+LDFLAGS := -X locus.dev/locus/pkg/version.version=$(VERSION) -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION)
+
 .PHONY: all build test test-unit test-integration test-race verify update demo bench clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 # Everything: unit tests, integration tests on a real in-process
 # kube-apiserver, and the race detector on the packages with concurrency.

@@ -22,6 +22,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler"
 
 	"locus.dev/locus/pkg/leader"
+	"locus.dev/locus/pkg/version"
 )
 
 // NewSchedulerCommand is kube-scheduler's command (upstream
@@ -79,6 +80,13 @@ with --config.`,
 // runCommand is upstream runCommand with the args validation first and
 // setup in place of app.Setup.
 func runCommand(cmd *cobra.Command, opts *options.Options) error {
+	// --version names the locus release and the Kubernetes release it is
+	// built on (kube-scheduler's own would say only "Kubernetes ...");
+	// --version=raw keeps upstream's full Kubernetes build information.
+	if f := cmd.Flags().Lookup("version"); f != nil && f.Value.String() == "true" {
+		fmt.Fprintln(cmd.OutOrStdout(), version.String(SchedulerName))
+		os.Exit(0)
+	}
 	verflag.PrintAndExitIfRequested()
 	if err := ValidateConfigFile(opts.ConfigFile); err != nil {
 		return err

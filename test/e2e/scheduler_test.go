@@ -29,6 +29,21 @@ import (
 
 var binDir string
 
+// e2eVersion is the locus version the scheduler binary is built with.
+const e2eVersion = "v9.9.9-e2e"
+
+// TestVersion: --version names the locus release and the Kubernetes
+// release the binary is built on (go.mod pins k8s.io/kubernetes v1.34.4).
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(filepath.Join(binDir, "locus-scheduler"), "--version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("--version: %v\n%s", err, out)
+	}
+	if got, want := strings.TrimSpace(string(out)), "locus-scheduler "+e2eVersion+" (Kubernetes v1.34.4)"; got != want {
+		t.Errorf("--version printed %q, want %q", got, want)
+	}
+}
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "locus-e2e-")
 	if err != nil {
@@ -37,8 +52,9 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	// The scheduler as users run it, and the real kubectl (built from the
 	// pinned k8s.io/kubernetes, a go tool of this module).
+	// The scheduler is stamped with a version, as make build does.
 	for _, pkg := range []string{"../../cmd/locus-scheduler", "k8s.io/kubernetes/cmd/kubectl"} {
-		build := exec.Command("go", "build", "-o", binDir+"/", pkg)
+		build := exec.Command("go", "build", "-ldflags", "-X locus.dev/locus/pkg/version.version="+e2eVersion, "-o", binDir+"/", pkg)
 		build.Stdout, build.Stderr = os.Stdout, os.Stderr
 		if err := build.Run(); err != nil {
 			panic("building " + pkg + ": " + err.Error())

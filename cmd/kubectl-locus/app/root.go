@@ -21,6 +21,7 @@ import (
 
 	"locus.dev/locus/pkg/explain"
 	"locus.dev/locus/pkg/plugins"
+	"locus.dev/locus/pkg/version"
 )
 
 // Options are what every subcommand shares.
@@ -58,7 +59,7 @@ profile in this process on a copy of the cluster's state.`,
 	klog.InitFlags(klogFlags)
 	cmd.PersistentFlags().AddGoFlag(klogFlags.Lookup("v"))
 
-	cmd.AddCommand(newExplainCommand(o), newQuotaCommand(o), newDatasetsCommand(o), newSimulateCommand(o))
+	cmd.AddCommand(newExplainCommand(o), newQuotaCommand(o), newDatasetsCommand(o), newSimulateCommand(o), newVersionCommand(o))
 	return cmd
 }
 
@@ -162,4 +163,18 @@ func (o *Options) loadState(ctx context.Context, cfg *rest.Config) (*explain.Sta
 		fmt.Fprintln(o.ErrOut, "warning:", w)
 	}
 	return s, nil
+}
+
+// newVersionCommand prints the locus release and the Kubernetes release
+// that kubectl-locus is built on.
+func newVersionCommand(o *Options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the locus and Kubernetes versions kubectl-locus is built on",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			_, err := fmt.Fprintln(o.Out, version.String("kubectl-locus"))
+			return err
+		},
+	}
 }
