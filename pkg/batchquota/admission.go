@@ -77,7 +77,14 @@ func (pl *BatchQuota) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 		// No quota: nothing for Filter or the preemption extensions to check.
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
-	if rej := pl.cache.Admit(pod.Namespace, s.req, s.gang); rej != nil {
+	rej := pl.cache.Admit(pod.Namespace, s.req, s.gang)
+	if rej != nil {
+		// Catch up with deletions the informer's handlers have not
+		// counted yet, then judge again.
+		pl.forgetGone(pod.Namespace)
+		rej = pl.cache.Admit(pod.Namespace, s.req, s.gang)
+	}
+	if rej != nil {
 		s.rejection = rej
 		klog.FromContext(ctx).V(4).Info("pod does not fit its quota", "pod", klog.KObj(pod), "reason", rej.Message)
 		// Unschedulable, not Unresolvable: reclaim (PostFilter) or pods

@@ -2,6 +2,7 @@ package batchquota
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	clientsetfake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
@@ -56,6 +58,7 @@ type bqSetup struct {
 // bqEnv is a BatchQuota built without an API server, on fake clientsets.
 type bqEnv struct {
 	ctx      context.Context
+	cs       *clientsetfake.Clientset
 	pl       *BatchQuota
 	fw       framework.Framework
 	recorder *events.FakeRecorder
@@ -171,7 +174,7 @@ func newBQ(t *testing.T, s bqSetup) *bqEnv {
 	if s.notSynced {
 		pl.synced = append(pl.synced, func() bool { return false })
 	}
-	env.pl, env.fw = pl, fw
+	env.pl, env.fw, env.cs = pl, fw, cs
 	return env
 }
 
@@ -183,6 +186,34 @@ func (e *bqEnv) gangOf(p *v1.Pod) *quota.Gang {
 	}
 	pg, _ := e.pl.groups.PodGroups(p.Namespace).Get(g.Name)
 	return e.pl.gangFor(pg, e.pl.gangPods(p.Namespace, pg))
+}
+
+// create adds a pod to the cluster and waits until the plugin's informer
+// holds it (and, if bound, has counted it).
+func (e *bqEnv) create(t *testing.T, p *v1.Pod) {
+	t.Helper()
+	if _, err := e.cs.CoreV1().Pods(p.Namespace).Create(e.ctx, p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(e.ctx, time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		_, err := e.pl.pods.Pods(p.Namespace).Get(p.Name)
+		return err == nil && (p.Spec.NodeName == "" || e.pl.cache.HasPod(p.UID)), nil
+	}); err != nil {
+		t.Fatalf("pod %s/%s never reached the plugin: %v", p.Namespace, p.Name, err)
+	}
+}
+
+// remove deletes a pod from the cluster and waits until the plugin uncounted it.
+func (e *bqEnv) remove(t *testing.T, p *v1.Pod) {
+	t.Helper()
+	if err := e.cs.CoreV1().Pods(p.Namespace).Delete(e.ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(e.ctx, time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return !e.pl.cache.HasPod(p.UID), nil
+	}); err != nil {
+		t.Fatalf("pod %s/%s still counted: %v", p.Namespace, p.Name, err)
+	}
 }
 
 // attempt runs PreFilter and, for a rejected pod, what PostFilter records
@@ -455,6 +486,7 @@ func TestPreFilter(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			env := newBQ(t, tt.setup)
 			for _, p := range tt.counted {
+				env.create(t, p) // reserved pods exist, pending
 				env.pl.cache.AddPod(p.UID, p.Namespace, podRequests(p), env.gangOf(p))
 			}
 			for _, p := range tt.before {
@@ -585,8 +617,7 @@ func TestPreFilterRecordsQuotaExceededOnce(t *testing.T) {
 			})
 			for i, a := range tt.attempts {
 				if a.extra > 0 {
-					extra := bqPod(ns, "extra", a.extra).Node("n1").Obj()
-					env.pl.onPod(extra)
+					env.create(t, bqPod(ns, fmt.Sprintf("extra-%d", i), a.extra).Node("n1").Obj())
 				}
 				pod := bqPod(ns, a.pod, 2).Obj()
 				if s := env.attempt(pod); s.Code() != fwk.Unschedulable {
@@ -728,15 +759,15 @@ func TestReserveForgetsQuotaReason(t *testing.T) {
 	const ns = "team-a"
 	env := newBQ(t, bqSetup{quotas: []*schedv1alpha1.ElasticQuota{bqEQ(ns, "4", "4")}})
 	pod := bqPod(ns, "p", 2).Obj()
-	blocker := bqPod(ns, "blocker", 3)
-	env.pl.onPod(blocker.Node("n1").Obj())
+	blocker := bqPod(ns, "blocker", 3).Node("n1").Obj()
+	env.create(t, blocker)
 	if s := env.attempt(pod); s.Code() != fwk.Unschedulable {
 		t.Fatalf("PreFilter = %v, want Unschedulable", s)
 	}
-	env.pl.onPodDelete(blocker.Obj())
+	env.remove(t, blocker)
 	env.pl.Reserve(env.ctx, env.preFiltered(t, pod), pod, "n1")
 	env.pl.Unreserve(env.ctx, env.preFiltered(t, pod), pod, "n1")
-	env.pl.onPod(bqPod(ns, "blocker", 3).Node("n1").Obj())
+	env.create(t, bqPod(ns, "blocker", 3).Node("n1").Obj())
 	if s := env.attempt(pod); s.Code() != fwk.Unschedulable {
 		t.Fatalf("PreFilter = %v, want Unschedulable", s)
 	}

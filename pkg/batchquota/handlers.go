@@ -31,7 +31,7 @@ func (pl *BatchQuota) addHandlers(eqs, pgs, pods cache.SharedIndexInformer) ([]c
 	}
 	// Gang members are looked up by their PodGroup on every attempt: an
 	// index keeps that from scanning every pod in the cluster.
-	if err := pods.AddIndexers(cache.Indexers{podGroupIndex: podGroupIndexFunc}); err != nil {
+	if err := pods.AddIndexers(cache.Indexers{podGroupIndex: podGroupIndexFunc, podUIDIndex: podUIDIndexFunc}); err != nil {
 		pl.logger.Info("gang members will be found by scanning pods", "err", err)
 	} else {
 		pl.byGroup = pods.GetIndexer()
@@ -206,6 +206,35 @@ func (pl *BatchQuota) onPodGroupDelete(obj interface{}) {
 	}
 	pl.cache.DropGang(pg.Namespace, pg.Name)
 	pl.gangs.Forget(gangKey(pg.Namespace, pg.Name))
+}
+
+// podUIDIndex indexes pods by UID, to tell whether a counted pod still
+// exists.
+const podUIDIndex = "locus.dev/uid"
+
+func podUIDIndexFunc(obj interface{}) ([]string, error) {
+	if pod, ok := obj.(*v1.Pod); ok {
+		return []string{string(pod.UID)}, nil
+	}
+	return nil, nil
+}
+
+// forgetGone uncounts the namespace's counted pods that the pod informer no
+// longer holds. The informer's store drops a deleted pod before any handler
+// hears of it, and the scheduler's own handler may requeue the pods waiting
+// for quota before this plugin's handler uncounts the pod: without this
+// catch-up (what onPodDelete will do anyway), they would be judged on the
+// old count, and a priority preemption would pick a second victim for room
+// that the first one already freed.
+func (pl *BatchQuota) forgetGone(ns string) {
+	if pl.byGroup == nil {
+		return
+	}
+	for _, uid := range pl.cache.PodsOf(ns) {
+		if objs, err := pl.byGroup.ByIndex(podUIDIndex, string(uid)); err == nil && len(objs) == 0 {
+			pl.cache.RemovePod(uid)
+		}
+	}
 }
 
 // podGroupIndex indexes pods by "namespace/pod-group".

@@ -213,3 +213,23 @@ func TestPodsTurnedAwayBeforeSyncAreRemembered(t *testing.T) {
 		t.Errorf("PostFilter did not remember the pod: %v", got)
 	}
 }
+
+// The informer's store drops a deleted pod before any handler hears of it,
+// and the scheduler's handler may requeue a waiting pod before this
+// plugin's handler uncounts the deleted one. PreFilter catches up rather
+// than judge on the stale count (which made a priority preemption pick a
+// second victim for room the first had freed).
+func TestPreFilterCatchesUpWithDeletions(t *testing.T) {
+	const ns = "team-a"
+	env := newBQ(t, bqSetup{quotas: []*schedv1alpha1.ElasticQuota{bqEQ(ns, "4", "4")}})
+	// Counted, but gone from the informer: its delete is not handled yet.
+	env.pl.cache.AddBoundPod("team-a/deleted", ns, quota.Resources{v1.ResourceCPU: 3000}, nil)
+	kept := bqPod(ns, "kept", 1).Node("n1").Obj()
+	env.create(t, kept)
+	if st := env.attempt(bqPod(ns, "p", 2).Obj()); !st.IsSuccess() {
+		t.Fatalf("PreFilter = %v, want the deleted pod's quota free", st)
+	}
+	if env.pl.cache.HasPod("team-a/deleted") || !env.pl.cache.HasPod(kept.UID) {
+		t.Error("PreFilter should uncount the deleted pod and keep the existing one")
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"locus.dev/locus/manifests"
 	"locus.dev/locus/pkg/plugins"
 	"locus.dev/locus/pkg/testenv"
+	"locus.dev/locus/test/invariants"
 )
 
 type quotaEnv struct {
@@ -48,6 +49,9 @@ func startQuotaEnv(ctx context.Context, t *testing.T, nodes int, cpu string) *qu
 			t.Fatal(err)
 		}
 	}
+	// Every quota test runs under the invariant checker: quota max, the
+	// aggregate rule, double binds, gangs partly bound past their timeout.
+	invariants.Watch(ctx, t, env.Client, sc, invariants.Options{})
 	return &quotaEnv{Env: env, sched: sc}
 }
 

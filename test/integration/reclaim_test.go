@@ -25,6 +25,7 @@ import (
 
 	"locus.dev/locus/pkg/plugins"
 	"locus.dev/locus/pkg/testenv"
+	"locus.dev/locus/test/invariants"
 )
 
 // (d) Borrowing up to max while another quota is idle, and reclaim when that
@@ -50,6 +51,7 @@ func TestReclaimBorrowedQuota(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	invariants.Watch(ctx, t, c, sc, invariants.Options{})
 	for i := 0; i < 2; i++ {
 		if _, err := testenv.CreateNode(ctx, c, testenv.NodeSpec{Name: fmt.Sprintf("reclaim-%d", i), CPU: "4", Memory: "64Gi"}); err != nil {
 			t.Fatal(err)

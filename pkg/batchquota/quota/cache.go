@@ -35,9 +35,10 @@ type Cache struct {
 	quotas map[string]map[string]*Quota // namespace -> name -> quota
 	limits map[string]*Limit            // namespace -> its quotas merged
 	pods   map[types.UID]*podEntry
-	used   map[string]Resources // by namespace, pods only
-	held   map[string]Resources // by namespace, what gangs hold beyond their members
-	gangs  map[string]*gang     // by namespace/name
+	nsPods map[string]map[types.UID]bool // counted pods by namespace
+	used   map[string]Resources          // by namespace, pods only
+	held   map[string]Resources          // by namespace, what gangs hold beyond their members
+	gangs  map[string]*gang              // by namespace/name
 	nsGang map[string]map[string]*gang
 	dirty  map[string]bool // namespaces whose counts changed
 }
@@ -48,6 +49,7 @@ func NewCache() *Cache {
 		quotas: map[string]map[string]*Quota{},
 		limits: map[string]*Limit{},
 		pods:   map[types.UID]*podEntry{},
+		nsPods: map[string]map[types.UID]bool{},
 		used:   map[string]Resources{},
 		held:   map[string]Resources{},
 		gangs:  map[string]*gang{},
@@ -183,6 +185,10 @@ func (c *Cache) addPodLocked(uid types.UID, ns string, req Resources, g *Gang, b
 	}
 	e := &podEntry{ns: ns, req: req.Clone(), gang: gname, bound: bound}
 	c.pods[uid] = e
+	if c.nsPods[ns] == nil {
+		c.nsPods[ns] = map[types.UID]bool{}
+	}
+	c.nsPods[ns][uid] = true
 	u := c.used[ns]
 	u.Add(e.req)
 	if len(u) > 0 {
@@ -208,6 +214,12 @@ func (c *Cache) removePodLocked(uid types.UID) {
 		return
 	}
 	delete(c.pods, uid)
+	if m := c.nsPods[e.ns]; m != nil {
+		delete(m, uid)
+		if len(m) == 0 {
+			delete(c.nsPods, e.ns)
+		}
+	}
 	u := c.used[e.ns]
 	if u.Sub(e.req) {
 		u = c.recountUsedLocked(e.ns)
@@ -242,10 +254,8 @@ func (c *Cache) removePodLocked(uid types.UID) {
 // was subtracted from, the running sum is no longer exact.
 func (c *Cache) recountUsedLocked(ns string) Resources {
 	var u Resources
-	for _, e := range c.pods {
-		if e.ns == ns {
-			u.Add(e.req)
-		}
+	for uid := range c.nsPods[ns] {
+		u.Add(c.pods[uid].req)
 	}
 	return u
 }
@@ -273,4 +283,15 @@ func (c *Cache) CountedBound(uid types.UID, namespace string, req Resources) boo
 	defer c.mu.RUnlock()
 	e, ok := c.pods[uid]
 	return ok && e.bound && e.ns == namespace && e.req.Equal(req)
+}
+
+// PodsOf returns the UIDs of a namespace's counted pods.
+func (c *Cache) PodsOf(namespace string) []types.UID {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]types.UID, 0, len(c.nsPods[namespace]))
+	for uid := range c.nsPods[namespace] {
+		out = append(out, uid)
+	}
+	return out
 }

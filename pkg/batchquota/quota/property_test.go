@@ -131,6 +131,18 @@ func checkInvariants(t *testing.T, step int, c *Cache, model map[types.UID]*mode
 			}
 		}
 	}
+	n := 0
+	for ns, m := range c.nsPods {
+		for uid := range m {
+			if e := c.pods[uid]; e == nil || e.ns != ns {
+				t.Fatalf("step %d: namespace index lists %s under %s", step, uid, ns)
+			}
+			n++
+		}
+	}
+	if n != len(c.pods) {
+		t.Fatalf("step %d: namespace index holds %d pods, cache %d", step, n, len(c.pods))
+	}
 	if len(c.pods) != len(model) {
 		t.Fatalf("step %d: %d pods counted, want %d", step, len(c.pods), len(model))
 	}
