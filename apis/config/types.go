@@ -13,9 +13,11 @@ type ComplianceArgs struct {
 	// CertificationLabelPrefix is prepended to a standard's name to form the
 	// node label that certifies a node for it.
 	CertificationLabelPrefix string
-	// Residency maps a data-residency group to the regions
-	// (topology.kubernetes.io/region) that belong to it.
+	// Residency maps a data-residency group to the regions (values of
+	// ResidencyLabel) that belong to it.
 	Residency map[string][]string
+	// ResidencyLabel is the node label that holds a node's region.
+	ResidencyLabel string
 	// PreserveCertifiedCapacity makes pods without requirements prefer
 	// uncertified nodes.
 	PreserveCertifiedCapacity bool

@@ -52,10 +52,86 @@ type nodeCerts struct {
 }
 
 // certCache saves Score from walking every label of every node for every
-// pod: a node's certifications are parsed once per version of the node.
+// pod: a node's certifications are parsed once per version of the node. It
+// also knows which standards the nodes carry, the bounded set of standards
+// that metric labels may name. The node informer's handlers keep both
+// current, and forget deleted nodes.
 type certCache struct {
 	prefix string
 	nodes  sync.Map // node name -> *nodeCerts
+
+	mu sync.RWMutex
+	// carried counts, per standard, the nodes that carry a label for it.
+	carried map[string]int
+	// standardsOf is what each node added to carried.
+	standardsOf map[string][]string
+}
+
+// otherStandard is the metric label of a standard that no node carries: a
+// pod can name any standard, and a label value per pod-supplied string
+// would be an unbounded series.
+const otherStandard = "other"
+
+func newCertCache(prefix string) *certCache {
+	return &certCache{prefix: prefix, carried: map[string]int{}, standardsOf: map[string][]string{}}
+}
+
+// setNode records the standards that a node's labels name (added or updated node).
+func (c *certCache) setNode(node *v1.Node) {
+	var stds []string
+	for key := range node.Labels {
+		if std, ok := strings.CutPrefix(key, c.prefix); ok {
+			stds = append(stds, std)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.uncountLocked(node.Name)
+	if len(stds) > 0 {
+		c.standardsOf[node.Name] = stds
+		for _, std := range stds {
+			c.carried[std]++
+		}
+	}
+}
+
+// deleteNode forgets a deleted node.
+func (c *certCache) deleteNode(name string) {
+	c.nodes.Delete(name)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.uncountLocked(name)
+}
+
+func (c *certCache) uncountLocked(name string) {
+	for _, std := range c.standardsOf[name] {
+		if c.carried[std]--; c.carried[std] <= 0 {
+			delete(c.carried, std)
+		}
+	}
+	delete(c.standardsOf, name)
+}
+
+// sweep forgets parsed certifications of nodes that exists no longer says
+// exist: Score may store a node that is deleted while a cycle runs.
+func (c *certCache) sweep(exists func(name string) bool) {
+	c.nodes.Range(func(key, _ any) bool {
+		if !exists(key.(string)) {
+			c.nodes.Delete(key)
+		}
+		return true
+	})
+}
+
+// metricStandard is the metric label for a standard: itself when a node
+// carries it, otherwise "other".
+func (c *certCache) metricStandard(std string) string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.carried[std] > 0 {
+		return std
+	}
+	return otherStandard
 }
 
 func (c *certCache) certs(node *v1.Node) []heldCert {

@@ -2,16 +2,21 @@
 // nodes that hold a valid certification for each standard they need, and
 // inside their data-residency region group. It fails closed: a pod whose
 // requirements cannot be read is never placed.
+//
+// The check holds until the bind (prebind.go): PreBind checks the node again
+// as it is then, and the audit trail (an event and a log line) reports what
+// that check saw. Running regulated pods whose node stops qualifying get a
+// CertificationLapsed warning (lapse.go); locus does not evict them.
 package compliance
 
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -20,12 +25,13 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework/plugins/helper"
-	"k8s.io/kubernetes/pkg/scheduler/util"
+	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 	"k8s.io/utils/clock"
 
 	"locus.dev/locus/apis/config"
 	configvalidation "locus.dev/locus/apis/config/validation"
 	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
+	"locus.dev/locus/pkg/leader"
 	"locus.dev/locus/pkg/metrics"
 )
 
@@ -36,14 +42,20 @@ type Compliance struct {
 	args     config.ComplianceArgs
 	nsLister corelisters.NamespaceLister
 	nodes    corelisters.NodeLister
-	clock    clock.PassiveClock
+	clock    clock.WithDelayedExecution
 	certs    *certCache
+	lapses   *lapses
+	elected  *leader.Elected
+	// identity names this scheduler process in audit log lines: its
+	// hostname, which is the pod name of a scheduler replica.
+	identity string
 }
 
 var _ framework.PreFilterPlugin = &Compliance{}
 var _ framework.FilterPlugin = &Compliance{}
 var _ framework.PreScorePlugin = &Compliance{}
 var _ framework.ScorePlugin = &Compliance{}
+var _ framework.PreBindPlugin = &Compliance{}
 var _ framework.PostBindPlugin = &Compliance{}
 var _ framework.EnqueueExtensions = &Compliance{}
 
@@ -53,6 +65,7 @@ const (
 
 	preFilterStateKey = "PreFilter" + Name
 	preScoreStateKey  = "PreScore" + Name
+	preBindStateKey   = "PreBind" + Name
 
 	// ErrReasonMissingFmt is the Filter reason for a node without the certification.
 	ErrReasonMissingFmt = "missing certification %s"
@@ -63,31 +76,90 @@ const (
 	ErrReasonInvalidFmt = "certification %s has invalid value %q"
 	// ErrReasonResidencyFmt is the Filter reason for a node outside the residency group.
 	ErrReasonResidencyFmt = "outside data residency %s"
+	// ErrReasonNoLongerQualifiesFmt is the PreBind reason for a node that met
+	// the pod's requirements at Filter and no longer does: node, then one of
+	// the reasons above.
+	ErrReasonNoLongerQualifiesFmt = "node %s no longer meets the compliance requirements before binding: %s"
+	// ErrReasonNodeGoneFmt is the PreBind reason for a node deleted while the
+	// pod waited.
+	ErrReasonNodeGoneFmt = "node %s no longer exists"
+
+	// EventReasonCertificationLapsed warns that a regulated pod runs on a
+	// node that no longer meets its requirements.
+	EventReasonCertificationLapsed = "CertificationLapsed"
+
+	// protectedLabelPrefix is the label prefix that the NodeRestriction
+	// admission plugin forbids kubelets to set on their own Node.
+	protectedLabelPrefix = "node-restriction.kubernetes.io/"
 )
 
 // Name returns the plugin's name.
 func (pl *Compliance) Name() string { return Name }
 
-// New builds the plugin from its args.
+// New builds the plugin for a scheduler without leader election: it records
+// CertificationLapsed events from the start.
 func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework.Plugin, error) {
-	args, ok := obj.(*config.ComplianceArgs)
-	if !ok {
-		return nil, fmt.Errorf("want args of type ComplianceArgs, got %T", obj)
+	return NewFactory(leader.Always())(ctx, obj, h)
+}
+
+// NewFactory returns New for a scheduler process whose leadership is e: the
+// plugin records CertificationLapsed events only while e leads.
+func NewFactory(e *leader.Elected) frameworkruntime.PluginFactory {
+	return func(ctx context.Context, obj runtime.Object, h framework.Handle) (framework.Plugin, error) {
+		args, ok := obj.(*config.ComplianceArgs)
+		if !ok {
+			return nil, fmt.Errorf("want args of type ComplianceArgs, got %T", obj)
+		}
+		if err := configvalidation.ValidateComplianceArgs(nil, args); err != nil {
+			return nil, err
+		}
+		return newPlugin(ctx, *args, h, e, clock.RealClock{}), nil
 	}
-	if err := configvalidation.ValidateComplianceArgs(nil, args); err != nil {
-		return nil, err
-	}
+}
+
+// newPlugin wires the plugin to the handle's informers; tests pass a fake
+// clock. The lapse checks run until ctx is done.
+func newPlugin(ctx context.Context, args config.ComplianceArgs, h framework.Handle, e *leader.Elected, c clock.WithDelayedExecution) *Compliance {
 	metrics.Register()
+	if e == nil {
+		e = leader.Always()
+	}
+	logger := klog.FromContext(ctx).WithValues("plugin", Name)
+	identity, err := os.Hostname()
+	if err != nil {
+		identity = "unknown"
+	}
 	informers := h.SharedInformerFactory().Core().V1()
-	return &Compliance{
-		logger:   klog.FromContext(ctx).WithValues("plugin", Name),
+	pl := &Compliance{
+		logger:   logger,
 		handle:   h,
-		args:     *args,
+		args:     args,
 		nsLister: informers.Namespaces().Lister(),
 		nodes:    informers.Nodes().Lister(),
-		clock:    clock.RealClock{},
-		certs:    &certCache{prefix: args.CertificationLabelPrefix},
-	}, nil
+		clock:    c,
+		certs:    newCertCache(args.CertificationLabelPrefix),
+		lapses:   newLapses(),
+		elected:  e,
+		identity: identity,
+	}
+	warnUnprotectedLabels(logger, args)
+	pl.watch(ctx, informers.Nodes().Informer(), informers.Pods().Informer(), informers.Namespaces().Informer(), informers.Pods().Lister())
+	return pl
+}
+
+// warnUnprotectedLabels warns when a node could vouch for itself: kubelets
+// may set labels outside node-restriction.kubernetes.io/ on their own Node.
+func warnUnprotectedLabels(logger klog.Logger, args config.ComplianceArgs) {
+	if !strings.HasPrefix(args.CertificationLabelPrefix, protectedLabelPrefix) {
+		logger.Info("Warning: the certification label prefix is outside "+protectedLabelPrefix+
+			"; a kubelet can set such labels on its own Node and so certify it",
+			"certificationLabelPrefix", args.CertificationLabelPrefix)
+	}
+	if !strings.HasPrefix(args.ResidencyLabel, protectedLabelPrefix) {
+		logger.Info("Warning: the residency label is outside "+protectedLabelPrefix+
+			"; a kubelet can set it on its own Node and so move it into a residency group",
+			"residencyLabel", args.ResidencyLabel, "protectedAlternative", protectedLabelPrefix+"region")
+	}
 }
 
 // EventsToRegister lists the events that can make a pod rejected by this
@@ -99,99 +171,6 @@ func (pl *Compliance) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWit
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Update}, QueueingHintFn: pl.isSchedulableAfterPodUpdate},
 		{Event: fwk.ClusterEvent{Resource: namespacesGVK, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: pl.isSchedulableAfterNamespaceChange},
 	}, nil
-}
-
-// namespacesGVK makes the framework watch namespaces through its dynamic
-// informers (<resource>.<version>.<group>, the core group being empty).
-const namespacesGVK fwk.EventResource = "namespaces.v1."
-
-// isSchedulableAfterNamespaceChange queues the pod when its namespace
-// appears or its compliance annotations change.
-func (pl *Compliance) isSchedulableAfterNamespaceChange(logger klog.Logger, pod *v1.Pod, oldObj, newObj interface{}) (fwk.QueueingHint, error) {
-	oldNS, err := asNamespace(oldObj)
-	if err != nil {
-		return fwk.Queue, err
-	}
-	newNS, err := asNamespace(newObj)
-	if err != nil {
-		return fwk.Queue, err
-	}
-	if newNS == nil || newNS.Name != pod.Namespace {
-		return fwk.QueueSkip, nil
-	}
-	if oldNS == nil {
-		return fwk.Queue, nil
-	}
-	for _, key := range []string{locusv1alpha1.AnnotationCompliance, locusv1alpha1.AnnotationDataResidency} {
-		if oldNS.Annotations[key] != newNS.Annotations[key] {
-			logger.V(4).Info("namespace's compliance annotations changed", "pod", klog.KObj(pod), "namespace", newNS.Name, "annotation", key)
-			return fwk.Queue, nil
-		}
-	}
-	return fwk.QueueSkip, nil
-}
-
-// asNamespace reads a namespace from a typed or unstructured object (dynamic
-// informers deliver unstructured ones); nil stays nil.
-func asNamespace(obj interface{}) (*v1.Namespace, error) {
-	switch o := obj.(type) {
-	case nil:
-		return nil, nil
-	case *v1.Namespace:
-		return o, nil
-	case *unstructured.Unstructured:
-		ns := &v1.Namespace{}
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, ns); err != nil {
-			return nil, err
-		}
-		return ns, nil
-	default:
-		return nil, fmt.Errorf("want a Namespace, got %T", obj)
-	}
-}
-
-// isSchedulableAfterNodeChange queues the pod when a node that did not meet
-// its requirements now does.
-func (pl *Compliance) isSchedulableAfterNodeChange(logger klog.Logger, pod *v1.Pod, oldObj, newObj interface{}) (fwk.QueueingHint, error) {
-	oldNode, newNode, err := util.As[*v1.Node](oldObj, newObj)
-	if err != nil {
-		return fwk.Queue, err
-	}
-	req, err := pl.requirements(pod)
-	if err != nil {
-		// A malformed annotation is resolved only by changing the pod.
-		return fwk.QueueSkip, nil
-	}
-	now := pl.clock.Now()
-	if req.Check(newNode, pl.args.CertificationLabelPrefix, now) != nil {
-		logger.V(5).Info("node does not meet the pod's compliance requirements", "pod", klog.KObj(pod), "node", klog.KObj(newNode))
-		return fwk.QueueSkip, nil
-	}
-	if oldNode != nil && req.Check(oldNode, pl.args.CertificationLabelPrefix, now) == nil {
-		// It met them before, so this update changes nothing for the pod.
-		return fwk.QueueSkip, nil
-	}
-	logger.V(4).Info("node now meets the pod's compliance requirements", "pod", klog.KObj(pod), "node", klog.KObj(newNode))
-	return fwk.Queue, nil
-}
-
-// isSchedulableAfterPodUpdate queues the pod when its own compliance
-// annotations change (the way out of a malformed annotation).
-func (pl *Compliance) isSchedulableAfterPodUpdate(logger klog.Logger, pod *v1.Pod, oldObj, newObj interface{}) (fwk.QueueingHint, error) {
-	oldPod, newPod, err := util.As[*v1.Pod](oldObj, newObj)
-	if err != nil {
-		return fwk.Queue, err
-	}
-	if newPod.UID != pod.UID {
-		return fwk.QueueSkip, nil
-	}
-	for _, key := range []string{locusv1alpha1.AnnotationCompliance, locusv1alpha1.AnnotationDataResidency} {
-		if oldPod.Annotations[key] != newPod.Annotations[key] {
-			logger.V(4).Info("pod's compliance annotations changed", "pod", klog.KObj(pod), "annotation", key)
-			return fwk.Queue, nil
-		}
-	}
-	return fwk.QueueSkip, nil
 }
 
 // requirements reads the pod's effective requirements from the pod and its
@@ -207,6 +186,7 @@ func (pl *Compliance) requirements(pod *v1.Pod) (*Requirements, error) {
 	if err != nil {
 		return nil, err
 	}
+	req.RegionLabel = pl.args.ResidencyLabel
 	for _, std := range req.Standards {
 		if errs := validation.IsQualifiedName(pl.args.CertificationLabelPrefix + std); len(errs) != 0 {
 			return nil, fmt.Errorf("invalid standard %q in %s: %s%s is not a valid label key",
@@ -225,25 +205,28 @@ type preFilterState struct {
 	rejections map[[2]string]compbasemetrics.CounterMetric
 }
 
-func newPreFilterState(req *Requirements, now time.Time) *preFilterState {
+func newPreFilterState(req *Requirements, now time.Time, certs *certCache) *preFilterState {
 	s := &preFilterState{req: req, now: now, rejections: map[[2]string]compbasemetrics.CounterMetric{}}
 	for _, std := range req.Standards {
+		label := certs.metricStandard(std)
 		for _, kind := range []string{metrics.RejectMissing, metrics.RejectExpired, metrics.RejectInvalid} {
-			s.rejections[[2]string{std, kind}] = metrics.ComplianceRejections.WithLabelValues(std, kind)
+			s.rejections[[2]string{std, kind}] = metrics.ComplianceRejections.WithLabelValues(label, kind)
 		}
 	}
 	if req.Residency != "" {
+		// Residency groups come from the args: a bounded set.
 		s.rejections[[2]string{req.Residency, metrics.RejectResidency}] = metrics.ComplianceRejections.WithLabelValues(req.Residency, metrics.RejectResidency)
 	}
 	return s
 }
 
+// countRejection counts a violation. Every violation of the pod's
+// requirements has its counter resolved in newPreFilterState, so no label
+// value is made here.
 func (s *preFilterState) countRejection(v *Violation) {
 	if c, ok := s.rejections[[2]string{v.Standard, v.Kind}]; ok {
 		c.Inc()
-		return
 	}
-	metrics.ComplianceRejections.WithLabelValues(v.Standard, v.Kind).Inc()
 }
 
 // Clone returns the state itself: it does not change with added or removed pods.
@@ -262,7 +245,7 @@ func (pl *Compliance) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 	if req.Empty() {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
-	cycleState.Write(preFilterStateKey, newPreFilterState(req, pl.clock.Now()))
+	cycleState.Write(preFilterStateKey, newPreFilterState(req, pl.clock.Now(), pl.certs))
 	return nil, nil
 }
 
@@ -328,50 +311,6 @@ func (pl *Compliance) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *v1.
 
 // ScoreExtensions returns the plugin, for NormalizeScore.
 func (pl *Compliance) ScoreExtensions() framework.ScoreExtensions { return pl }
-
-// PostBind records the audit event of a regulated pod's placement: the node,
-// each certification it matched with its expiry, and the residency region.
-func (pl *Compliance) PostBind(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodeName string) {
-	s, err := getPreFilterState(cycleState)
-	if err != nil {
-		return // not a regulated pod
-	}
-	var labels map[string]string
-	if node, err := pl.nodes.Get(nodeName); err == nil {
-		labels = node.Labels
-	} else if ni, err := pl.handle.SnapshotSharedLister().NodeInfos().Get(nodeName); err == nil {
-		labels = ni.Node().Labels
-	}
-	note := AuditNote(s.req, nodeName, labels, pl.args.CertificationLabelPrefix)
-	pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeNormal, locusv1alpha1.EventReasonCompliantPlacement, "Scheduled", "%s", note)
-	for _, std := range s.req.Standards {
-		metrics.CompliancePlacements.WithLabelValues(std).Inc()
-	}
-	klog.FromContext(ctx).V(4).Info("compliant placement", "pod", klog.KObj(pod), "node", nodeName, "audit", note)
-}
-
-// AuditNote describes a placement for the audit trail:
-// "node n1 holds pci-dss (expires 2026-12-31), hipaa (no expiry); data residency eu: region eu-west-1".
-func AuditNote(req *Requirements, nodeName string, nodeLabels map[string]string, labelPrefix string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "node %s", nodeName)
-	if len(req.Standards) > 0 {
-		parts := make([]string, 0, len(req.Standards))
-		for _, std := range req.Standards {
-			value := nodeLabels[labelPrefix+std]
-			if value == "true" {
-				parts = append(parts, std+" (no expiry)")
-			} else {
-				parts = append(parts, fmt.Sprintf("%s (expires %s)", std, value))
-			}
-		}
-		fmt.Fprintf(&b, " holds %s", strings.Join(parts, ", "))
-	}
-	if req.Residency != "" {
-		fmt.Fprintf(&b, "; data residency %s: region %s", req.Residency, nodeLabels[v1.LabelTopologyRegion])
-	}
-	return b.String()
-}
 
 func getPreFilterState(cycleState fwk.CycleState) (*preFilterState, error) {
 	c, err := cycleState.Read(preFilterStateKey)

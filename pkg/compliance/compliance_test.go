@@ -25,6 +25,8 @@ import (
 	testingclock "k8s.io/utils/clock/testing"
 
 	"locus.dev/locus/apis/config"
+	configvalidation "locus.dev/locus/apis/config/validation"
+	"locus.dev/locus/pkg/leader"
 )
 
 // testNow is the plugin's clock in these tests unless a case sets its own.
@@ -34,6 +36,7 @@ func defaultArgs() config.ComplianceArgs {
 	return config.ComplianceArgs{
 		CertificationLabelPrefix:  defaultPrefix,
 		Residency:                 testResidency,
+		ResidencyLabel:            v1.LabelTopologyRegion,
 		PreserveCertifiedCapacity: true,
 	}
 }
@@ -57,6 +60,10 @@ type pluginSetup struct {
 	snapshotOnlyNodes []*v1.Node
 	// now defaults to testNow.
 	now time.Time
+	// elected defaults to a leader from the start.
+	elected *leader.Elected
+	// pods are in the pod informer.
+	pods []*v1.Pod
 }
 
 // newTestPlugin builds the plugin through a real framework handle whose
@@ -79,6 +86,9 @@ func newTestPlugin(ctx context.Context, t *testing.T, s pluginSetup) (*Complianc
 	for _, n := range s.nodes {
 		objs = append(objs, n)
 	}
+	for _, p := range s.pods {
+		objs = append(objs, p)
+	}
 	client := fake.NewClientset(objs...)
 	informerFactory := informers.NewSharedInformerFactory(client, 0)
 	recorder := events.NewFakeRecorder(10)
@@ -89,16 +99,22 @@ func newTestPlugin(ctx context.Context, t *testing.T, s pluginSetup) (*Complianc
 		frameworkruntime.WithSnapshotSharedLister(snapshot),
 		frameworkruntime.WithInformerFactory(informerFactory),
 		frameworkruntime.WithEventRecorder(recorder),
+		frameworkruntime.WithClientSet(client),
 	)
 	if err != nil {
 		cancel()
 		t.Fatalf("NewFramework: %v", err)
 	}
-	p, err := New(ctx, &args, fh)
-	if err != nil {
+	if err := configvalidation.ValidateComplianceArgs(nil, &args); err != nil {
 		cancel()
-		t.Fatalf("New: %v", err)
+		t.Fatalf("args: %v", err)
 	}
+	// Built as New builds it, with a fake clock.
+	elected := s.elected
+	if elected == nil {
+		elected = leader.Always()
+	}
+	pl := newPlugin(ctx, args, fh, elected, testingclock.NewFakeClock(now))
 	informerFactory.Start(ctx.Done())
 	t.Cleanup(func() {
 		cancel()
@@ -109,8 +125,6 @@ func newTestPlugin(ctx context.Context, t *testing.T, s pluginSetup) (*Complianc
 			t.Fatalf("informer for %v did not sync", typ)
 		}
 	}
-	pl := p.(*Compliance)
-	pl.clock = testingclock.NewFakePassiveClock(now)
 	return pl, recorder
 }
 
@@ -128,10 +142,11 @@ func TestNew(t *testing.T) {
 	}{
 		{name: "valid args", args: func() runtime.Object { a := defaultArgs(); return &a }()},
 		{name: "wrong args type", args: &config.DataLocalityArgs{}, wantErr: "ComplianceArgs"},
-		{name: "missing prefix", args: &config.ComplianceArgs{Residency: testResidency}, wantErr: "certificationLabelPrefix"},
+		{name: "missing prefix", args: &config.ComplianceArgs{Residency: testResidency, ResidencyLabel: v1.LabelTopologyRegion}, wantErr: "certificationLabelPrefix"},
+		{name: "missing residency label", args: &config.ComplianceArgs{CertificationLabelPrefix: defaultPrefix}, wantErr: "residencyLabel"},
 		{
 			name:    "residency group without regions",
-			args:    &config.ComplianceArgs{CertificationLabelPrefix: defaultPrefix, Residency: map[string][]string{"eu": nil}},
+			args:    &config.ComplianceArgs{CertificationLabelPrefix: defaultPrefix, ResidencyLabel: v1.LabelTopologyRegion, Residency: map[string][]string{"eu": nil}},
 			wantErr: "residency",
 		},
 	}
@@ -281,8 +296,12 @@ func TestPreFilter(t *testing.T) {
 			if err != nil {
 				t.Fatalf("PreFilter() wrote no state: %v", err)
 			}
-			if diff := cmp.Diff(tt.wantState, s.req, cmpopts.EquateEmpty(), cmpopts.IgnoreUnexported(Requirements{})); diff != "" {
+			if diff := cmp.Diff(tt.wantState, s.req, cmpopts.EquateEmpty(), cmpopts.IgnoreUnexported(Requirements{}),
+				cmpopts.IgnoreFields(Requirements{}, "RegionLabel")); diff != "" {
 				t.Errorf("PreFilter() state (-want,+got):\n%s", diff)
+			}
+			if s.req.RegionLabel != v1.LabelTopologyRegion {
+				t.Errorf("PreFilter() state RegionLabel = %q, want the residencyLabel arg %q", s.req.RegionLabel, v1.LabelTopologyRegion)
 			}
 			if !s.now.Equal(testNow) {
 				t.Errorf("PreFilter() state time = %v, want the clock's %v", s.now, testNow)
@@ -667,13 +686,6 @@ func TestPostBind(t *testing.T) {
 			want:     []string{"Normal CompliantPlacement node n1; data residency eu: region eu-central-1"},
 		},
 		{
-			name:              "node not yet in the informer is read from the snapshot",
-			pod:               st.MakePod().Name("p").Namespace("default").Annotation(annCompliance, "soc2").Obj(),
-			snapshotOnlyNodes: []*v1.Node{st.MakeNode().Name("n1").Label(defaultPrefix+"soc2", "2026-06-30").Obj()},
-			nodeName:          "n1",
-			want:              []string{"Normal CompliantPlacement node n1 holds soc2 (expires 2026-06-30)"},
-		},
-		{
 			name:     "custom label prefix",
 			args:     &customArgs,
 			pod:      st.MakePod().Name("p").Namespace("default").Annotation(annCompliance, "pci-dss").Obj(),
@@ -696,6 +708,9 @@ func TestPostBind(t *testing.T) {
 			if _, status := pl.PreFilter(ctx, state, tt.pod, nil); !status.IsSuccess() && !status.IsSkip() {
 				t.Fatalf("PreFilter() = %v", status)
 			}
+			if status := pl.PreBind(ctx, state, tt.pod, tt.nodeName); !status.IsSuccess() {
+				t.Fatalf("PreBind() = %v", status)
+			}
 			pl.PostBind(ctx, state, tt.pod, tt.nodeName)
 			var got []string
 		drain:
@@ -714,63 +729,69 @@ func TestPostBind(t *testing.T) {
 	}
 }
 
-func TestAuditNote(t *testing.T) {
+func TestPlacementAuditNote(t *testing.T) {
 	const customPrefix = "certs.example.com/"
+	now := testNow
 	tests := []struct {
 		name   string
 		req    *Requirements
-		node   string
-		labels map[string]string
+		node   *v1.Node
 		prefix string
 		want   string
 	}{
 		{
 			name: "standards and residency",
 			req:  &Requirements{Standards: []string{"hipaa", "pci-dss"}, Residency: "eu", Regions: sets.New("eu-west-1")},
-			node: "n1",
-			labels: map[string]string{
-				defaultPrefix + "pci-dss": "2026-12-31", defaultPrefix + "hipaa": "true", v1.LabelTopologyRegion: "eu-west-1",
-			},
+			node: st.MakeNode().Name("n1").Label(defaultPrefix+"pci-dss", "2026-12-31").Label(defaultPrefix+"hipaa", "true").
+				Label(v1.LabelTopologyRegion, "eu-west-1").Obj(),
 			prefix: defaultPrefix,
 			want:   "node n1 holds hipaa (no expiry), pci-dss (expires 2026-12-31); data residency eu: region eu-west-1",
 		},
 		{
 			name:   "one standard without expiry",
 			req:    &Requirements{Standards: []string{"soc2"}},
-			node:   "worker-7",
-			labels: map[string]string{defaultPrefix + "soc2": "true", defaultPrefix + "hipaa": "true"},
+			node:   st.MakeNode().Name("worker-7").Label(defaultPrefix+"soc2", "true").Label(defaultPrefix+"hipaa", "true").Obj(),
 			prefix: defaultPrefix,
 			want:   "node worker-7 holds soc2 (no expiry)",
 		},
 		{
 			name:   "residency only",
 			req:    &Requirements{Residency: "us", Regions: sets.New("us-east-1")},
-			node:   "n2",
-			labels: map[string]string{v1.LabelTopologyRegion: "us-east-1"},
+			node:   st.MakeNode().Name("n2").Label(v1.LabelTopologyRegion, "us-east-1").Obj(),
+			prefix: defaultPrefix,
+			want:   "node n2; data residency us: region us-east-1",
+		},
+		{
+			name: "residency from a custom region label",
+			req:  &Requirements{Residency: "us", Regions: sets.New("us-east-1"), RegionLabel: "node-restriction.kubernetes.io/region"},
+			node: st.MakeNode().Name("n2").Label(v1.LabelTopologyRegion, "eu-west-1").
+				Label("node-restriction.kubernetes.io/region", "us-east-1").Obj(),
 			prefix: defaultPrefix,
 			want:   "node n2; data residency us: region us-east-1",
 		},
 		{
 			name:   "no requirements",
 			req:    &Requirements{},
-			node:   "n3",
+			node:   st.MakeNode().Name("n3").Obj(),
 			prefix: defaultPrefix,
 			want:   "node n3",
 		},
 		{
 			name:   "custom prefix",
 			req:    &Requirements{Standards: []string{"pci-dss"}},
-			node:   "n4",
-			labels: map[string]string{customPrefix + "pci-dss": "2030-01-01", defaultPrefix + "pci-dss": "true"},
+			node:   st.MakeNode().Name("n4").Label(customPrefix+"pci-dss", "2030-01-01").Label(defaultPrefix+"pci-dss", "true").Obj(),
 			prefix: customPrefix,
 			want:   "node n4 holds pci-dss (expires 2030-01-01)",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := AuditNote(tt.req, tt.node, tt.labels, tt.prefix)
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("AuditNote() (-want,+got):\n%s", diff)
+			a := newPlacementAudit(tt.req, tt.node, tt.prefix, now)
+			if diff := cmp.Diff(tt.want, a.note()); diff != "" {
+				t.Errorf("note() (-want,+got):\n%s", diff)
+			}
+			if !a.checkedAt.Equal(now) {
+				t.Errorf("checkedAt = %v, want %v", a.checkedAt, now)
 			}
 		})
 	}

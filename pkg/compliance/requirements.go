@@ -26,6 +26,9 @@ type Requirements struct {
 	Residency string
 	// Regions are the regions of the residency group.
 	Regions sets.Set[string]
+	// RegionLabel is the node label that holds the node's region (the
+	// residencyLabel arg); "" means topology.kubernetes.io/region.
+	RegionLabel string
 
 	// missing[i] is the reason for a node without Standards[i], made once
 	// per pod rather than once per rejected node.
@@ -159,8 +162,16 @@ func (r *Requirements) Check(node *v1.Node, labelPrefix string, now time.Time) *
 			return &Violation{Standard: std, Kind: metrics.RejectInvalid, Message: fmt.Sprintf(ErrReasonInvalidFmt, std, value)}
 		}
 	}
-	if r.Residency != "" && !r.Regions.Has(node.Labels[v1.LabelTopologyRegion]) {
+	if r.Residency != "" && !r.Regions.Has(node.Labels[r.regionLabel()]) {
 		return &Violation{Standard: r.Residency, Kind: metrics.RejectResidency, Message: fmt.Sprintf(ErrReasonResidencyFmt, r.Residency)}
 	}
 	return nil
+}
+
+// regionLabel is the node label that Check matches the residency regions against.
+func (r *Requirements) regionLabel() string {
+	if r.RegionLabel == "" {
+		return v1.LabelTopologyRegion
+	}
+	return r.RegionLabel
 }

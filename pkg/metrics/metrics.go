@@ -35,7 +35,7 @@ var (
 		Namespace:      namespace,
 		Subsystem:      "compliance",
 		Name:           "rejections_total",
-		Help:           "Filter rejections by the Compliance plugin, by standard and reason (missing, expired, residency, invalid).",
+		Help:           "Filter and PreBind rejections by the Compliance plugin, by standard (\"other\" for one that no node carries; the residency group for reason residency) and reason (missing, expired, residency, invalid).",
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"standard", "reason"})
 
@@ -47,6 +47,17 @@ var (
 		Help:           "Regulated pods bound to a certified node, by standard.",
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"standard"})
+
+	// ComplianceLapsedPods counts running regulated pods whose node no
+	// longer meets their requirements (a certification expired or removed,
+	// the node left the residency group).
+	ComplianceLapsedPods = metrics.NewGauge(&metrics.GaugeOpts{
+		Namespace:      namespace,
+		Subsystem:      "compliance",
+		Name:           "lapsed_pods",
+		Help:           "Running regulated pods whose node no longer meets their compliance requirements.",
+		StabilityLevel: metrics.ALPHA,
+	})
 
 	// LocalityPlacements counts pods that read data (Datasets or bound
 	// volumes) when they are bound, by the locality level achieved.
@@ -64,6 +75,6 @@ var (
 // Register registers locus's metrics once per process.
 func Register() {
 	registerOnce.Do(func() {
-		legacyregistry.MustRegister(ComplianceRejections, CompliancePlacements, LocalityPlacements)
+		legacyregistry.MustRegister(ComplianceRejections, CompliancePlacements, ComplianceLapsedPods, LocalityPlacements)
 	})
 }

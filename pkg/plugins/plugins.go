@@ -33,7 +33,7 @@ func Registry() frameworkruntime.Registry { return RegistryFor(leader.Always()) 
 // while e leads.
 func RegistryFor(e *leader.Elected) frameworkruntime.Registry {
 	return frameworkruntime.Registry{
-		compliance.Name:   compliance.New,
+		compliance.Name:   compliance.NewFactory(e),
 		datalocality.Name: datalocality.New,
 		batchquota.Name:   batchquota.NewFactory(e),
 	}

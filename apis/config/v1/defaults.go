@@ -11,6 +11,9 @@ const (
 	// DefaultCertificationLabelPrefix is under node-restriction.kubernetes.io/,
 	// which the NodeRestriction admission plugin forbids kubelets to set.
 	DefaultCertificationLabelPrefix = "node-restriction.kubernetes.io/compliance."
+	// DefaultResidencyLabel is the well-known region label. Kubelets may set
+	// it on their own Node, unlike labels under node-restriction.kubernetes.io/.
+	DefaultResidencyLabel = "topology.kubernetes.io/region"
 	// DefaultZoneWeight is the weight of bytes in a node's zone.
 	DefaultZoneWeight = 0.5
 	// DefaultRegionWeight is the weight of bytes in a node's region.
@@ -28,6 +31,9 @@ func SetDefaults_ComplianceArgs(obj *ComplianceArgs) {
 	}
 	if obj.PreserveCertifiedCapacity == nil {
 		obj.PreserveCertifiedCapacity = ptr.To(true)
+	}
+	if obj.ResidencyLabel == nil {
+		obj.ResidencyLabel = ptr.To(DefaultResidencyLabel)
 	}
 }
 

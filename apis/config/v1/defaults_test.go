@@ -19,12 +19,14 @@ func TestDefaults(t *testing.T) {
 		{
 			name: "empty ComplianceArgs",
 			in:   &ComplianceArgs{},
-			want: &ComplianceArgs{CertificationLabelPrefix: ptr.To(DefaultCertificationLabelPrefix), PreserveCertifiedCapacity: ptr.To(true)},
+			want: &ComplianceArgs{CertificationLabelPrefix: ptr.To(DefaultCertificationLabelPrefix), PreserveCertifiedCapacity: ptr.To(true), ResidencyLabel: ptr.To(DefaultResidencyLabel)},
 		},
 		{
 			name: "ComplianceArgs keep set values",
-			in:   &ComplianceArgs{CertificationLabelPrefix: ptr.To("example.com/cert."), PreserveCertifiedCapacity: ptr.To(false)},
-			want: &ComplianceArgs{CertificationLabelPrefix: ptr.To("example.com/cert."), PreserveCertifiedCapacity: ptr.To(false)},
+			in: &ComplianceArgs{CertificationLabelPrefix: ptr.To("example.com/cert."), PreserveCertifiedCapacity: ptr.To(false),
+				ResidencyLabel: ptr.To("node-restriction.kubernetes.io/region")},
+			want: &ComplianceArgs{CertificationLabelPrefix: ptr.To("example.com/cert."), PreserveCertifiedCapacity: ptr.To(false),
+				ResidencyLabel: ptr.To("node-restriction.kubernetes.io/region")},
 		},
 		{
 			name: "empty DataLocalityArgs",

@@ -18,6 +18,12 @@ type ComplianceArgs struct {
 	// Residency maps a data-residency group (the value of the
 	// locus.dev/data-residency annotation) to the regions that belong to it.
 	Residency map[string][]string `json:"residency,omitempty"`
+	// ResidencyLabel is the node label whose value is matched against the
+	// regions of a residency group. Defaults to "topology.kubernetes.io/region".
+	// Kubelets may set that label on their own Node; a label under
+	// "node-restriction.kubernetes.io/" (for example
+	// "node-restriction.kubernetes.io/region") cannot be set by a kubelet.
+	ResidencyLabel *string `json:"residencyLabel,omitempty"`
 	// PreserveCertifiedCapacity makes pods without compliance requirements
 	// prefer uncertified nodes. Defaults to true.
 	PreserveCertifiedCapacity *bool `json:"preserveCertifiedCapacity,omitempty"`

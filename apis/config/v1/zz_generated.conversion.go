@@ -105,6 +105,9 @@ func autoConvert_v1_ComplianceArgs_To_config_ComplianceArgs(in *ComplianceArgs, 
 		return err
 	}
 	out.Residency = *(*map[string][]string)(unsafe.Pointer(&in.Residency))
+	if err := metav1.Convert_Pointer_string_To_string(&in.ResidencyLabel, &out.ResidencyLabel, s); err != nil {
+		return err
+	}
 	if err := metav1.Convert_Pointer_bool_To_bool(&in.PreserveCertifiedCapacity, &out.PreserveCertifiedCapacity, s); err != nil {
 		return err
 	}
@@ -121,6 +124,9 @@ func autoConvert_config_ComplianceArgs_To_v1_ComplianceArgs(in *config.Complianc
 		return err
 	}
 	out.Residency = *(*map[string][]string)(unsafe.Pointer(&in.Residency))
+	if err := metav1.Convert_string_To_Pointer_string(&in.ResidencyLabel, &out.ResidencyLabel, s); err != nil {
+		return err
+	}
 	if err := metav1.Convert_bool_To_Pointer_bool(&in.PreserveCertifiedCapacity, &out.PreserveCertifiedCapacity, s); err != nil {
 		return err
 	}

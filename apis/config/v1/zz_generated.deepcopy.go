@@ -85,6 +85,11 @@ func (in *ComplianceArgs) DeepCopyInto(out *ComplianceArgs) {
 			(*out)[key] = outVal
 		}
 	}
+	if in.ResidencyLabel != nil {
+		in, out := &in.ResidencyLabel, &out.ResidencyLabel
+		*out = new(string)
+		**out = **in
+	}
 	if in.PreserveCertifiedCapacity != nil {
 		in, out := &in.PreserveCertifiedCapacity, &out.PreserveCertifiedCapacity
 		*out = new(bool)

@@ -24,6 +24,14 @@ func ValidateComplianceArgs(path *field.Path, args *config.ComplianceArgs) error
 			errs = append(errs, field.Invalid(prefixPath, args.CertificationLabelPrefix, "prefix plus a standard must form a label key: "+m))
 		}
 	}
+	labelPath := path.Child("residencyLabel")
+	if args.ResidencyLabel == "" {
+		errs = append(errs, field.Required(labelPath, "the node label that holds a node's region"))
+	} else {
+		for _, m := range validation.IsQualifiedName(args.ResidencyLabel) {
+			errs = append(errs, field.Invalid(labelPath, args.ResidencyLabel, "must be a label key: "+m))
+		}
+	}
 	groups := make([]string, 0, len(args.Residency))
 	for g := range args.Residency {
 		groups = append(groups, g)

@@ -18,6 +18,7 @@ func TestValidateComplianceArgs(t *testing.T) {
 		return &config.ComplianceArgs{
 			CertificationLabelPrefix: "node-restriction.kubernetes.io/compliance.",
 			Residency:                map[string][]string{"eu": {"eu-west-1"}},
+			ResidencyLabel:           "topology.kubernetes.io/region",
 		}
 	}
 	tests := []struct {
@@ -30,6 +31,11 @@ func TestValidateComplianceArgs(t *testing.T) {
 			want: "profiles[0].pluginConfig[2].args.certificationLabelPrefix: Required value"},
 		{name: "prefix with two slashes", mutate: func(a *config.ComplianceArgs) { a.CertificationLabelPrefix = "a.io/b/c." },
 			want: `profiles[0].pluginConfig[2].args.certificationLabelPrefix: Invalid value: "a.io/b/c."`},
+		{name: "protected residency label", mutate: func(a *config.ComplianceArgs) { a.ResidencyLabel = "node-restriction.kubernetes.io/region" }},
+		{name: "empty residency label", mutate: func(a *config.ComplianceArgs) { a.ResidencyLabel = "" },
+			want: "profiles[0].pluginConfig[2].args.residencyLabel: Required value"},
+		{name: "residency label not a label key", mutate: func(a *config.ComplianceArgs) { a.ResidencyLabel = "region of/the node" },
+			want: `profiles[0].pluginConfig[2].args.residencyLabel: Invalid value: "region of/the node": must be a label key`},
 		{name: "uppercase group", mutate: func(a *config.ComplianceArgs) { a.Residency["EU"] = []string{"x"} },
 			want: `profiles[0].pluginConfig[2].args.residency[EU]: Invalid value: "EU"`},
 		{name: "group without regions", mutate: func(a *config.ComplianceArgs) { a.Residency["us"] = nil },
