@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0
 KUBE_VERSION := $(shell $(GO) list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}}' k8s.io/kubernetes)
 LDFLAGS := -X locus.dev/locus/pkg/version.version=$(VERSION) -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION)
 
-.PHONY: all build test test-unit test-integration test-race verify update demo bench clean
+.PHONY: all build test test-unit test-integration test-race verify fuzz update demo bench clean
 
 all: build
 
@@ -31,6 +31,17 @@ test-race:
 
 verify:
 	hack/verify.sh
+	$(GO) test -count=1 -run '^Fuzz' $(FUZZ_PKGS)
+
+# Fuzz targets, each for FUZZTIME (their seed corpora run with make verify
+# and make test).
+FUZZ_PKGS := ./pkg/batchquota/quota ./pkg/compliance ./pkg/datalocality ./pkg/plugins
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzCache$$' -fuzztime $(FUZZTIME) ./pkg/batchquota/quota
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRequirements$$' -fuzztime $(FUZZTIME) ./pkg/compliance
+	$(GO) test -run '^$$' -fuzz '^FuzzAnnotations$$' -fuzztime $(FUZZTIME) ./pkg/datalocality
+	$(GO) test -run '^$$' -fuzz '^FuzzConfig$$' -fuzztime $(FUZZTIME) ./pkg/plugins
 
 update:
 	hack/update-replace.sh
