@@ -34,14 +34,16 @@ verify:
 	$(GO) test -count=1 -run '^Fuzz' $(FUZZ_PKGS)
 
 # Fuzz targets, each for FUZZTIME (their seed corpora run with make verify
-# and make test).
-FUZZ_PKGS := ./pkg/batchquota/quota ./pkg/compliance ./pkg/datalocality ./pkg/plugins
+# and make test). FuzzConfig (the whole KubeSchedulerConfiguration through
+# kube-scheduler's decoder) runs its seeds only: instrumented, that decoder
+# manages a few executions a second.
+FUZZ_PKGS := ./pkg/batchquota/quota ./pkg/compliance ./pkg/datalocality ./pkg/plugins ./apis/config/validation
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCache$$' -fuzztime $(FUZZTIME) ./pkg/batchquota/quota
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequirements$$' -fuzztime $(FUZZTIME) ./pkg/compliance
 	$(GO) test -run '^$$' -fuzz '^FuzzAnnotations$$' -fuzztime $(FUZZTIME) ./pkg/datalocality
-	$(GO) test -run '^$$' -fuzz '^FuzzConfig$$' -fuzztime $(FUZZTIME) ./pkg/plugins
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateArgs$$' -fuzztime $(FUZZTIME) ./apis/config/validation
 
 update:
 	hack/update-replace.sh
