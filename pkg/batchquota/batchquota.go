@@ -32,6 +32,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -42,7 +43,6 @@ import (
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 	schedclient "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
-	schedinformers "sigs.k8s.io/scheduler-plugins/pkg/generated/informers/externalversions/scheduling/v1alpha1"
 	schedlisters "sigs.k8s.io/scheduler-plugins/pkg/generated/listers/scheduling/v1alpha1"
 
 	"locus.dev/locus/apis/config"
@@ -137,6 +137,9 @@ type BatchQuota struct {
 	early   *gang.Early
 	// warned remembers the quotas warned of MultipleQuotas, by UID.
 	warned *gang.Set
+	// unserved holds the custom resources (by their event name) that the
+	// API server did not serve when the plugin was built.
+	unserved map[string]bool
 	// reclaimedPods remembers the victims this plugin reclaimed until the
 	// informer shows them gone, so that they are not picked twice.
 	reclaimedPods *quota.Reclaimed
@@ -207,11 +210,26 @@ func newPlugin(ctx context.Context, args config.BatchQuotaArgs, h framework.Hand
 	metrics.RegisterBatchQuota()
 	logger := klog.FromContext(ctx).WithValues("plugin", Name)
 	factory := h.SharedInformerFactory()
+	missing := &missingCRDs{logger: logger}
+	eqs := client.SchedulingV1alpha1().ElasticQuotas(metav1.NamespaceAll)
 	eqInformer := factory.InformerFor(&schedv1alpha1.ElasticQuota{}, func(_ kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-		return schedinformers.NewElasticQuotaInformer(client, metav1.NamespaceAll, resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+		return cache.NewSharedIndexInformer(&cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				l, err := eqs.List(ctx, o)
+				return missing.list("elasticquotas", l, &schedv1alpha1.ElasticQuotaList{}, err)
+			},
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return eqs.Watch(ctx, o) },
+		}, &schedv1alpha1.ElasticQuota{}, resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	})
+	pgs := client.SchedulingV1alpha1().PodGroups(metav1.NamespaceAll)
 	pgInformer := factory.InformerFor(&schedv1alpha1.PodGroup{}, func(_ kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-		return schedinformers.NewPodGroupInformer(client, metav1.NamespaceAll, resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+		return cache.NewSharedIndexInformer(&cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				l, err := pgs.List(ctx, o)
+				return missing.list("podgroups", l, &schedv1alpha1.PodGroupList{}, err)
+			},
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return pgs.Watch(ctx, o) },
+		}, &schedv1alpha1.PodGroup{}, resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	})
 	podInformer := factory.Core().V1().Pods()
 	profile := ""
@@ -222,6 +240,7 @@ func newPlugin(ctx context.Context, args config.BatchQuotaArgs, h framework.Hand
 		logger:        logger,
 		handle:        h,
 		args:          args,
+		unserved:      unserved(ctx, client, logger),
 		profile:       profile,
 		leader:        e,
 		cache:         quota.NewCache(),

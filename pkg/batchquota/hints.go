@@ -16,12 +16,21 @@ import (
 // fit: a bound pod going away (quota freed, here or in a quota it may borrow
 // from), a new gang member appearing, and ElasticQuota or PodGroup changes.
 func (pl *BatchQuota) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWithHint, error) {
-	return []fwk.ClusterEventWithHint{
+	events := []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: pl.isSchedulableAfterPodDeleted},
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Add | fwk.UpdatePodSchedulingGatesEliminated}, QueueingHintFn: pl.isSchedulableAfterPodAdded},
-		{Event: fwk.ClusterEvent{Resource: elasticQuotaGVK, ActionType: fwk.Add | fwk.Update | fwk.Delete}, QueueingHintFn: isSpecChange},
-		{Event: fwk.ClusterEvent{Resource: podGroupGVK, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: pl.isSchedulableAfterPodGroupChange},
-	}, nil
+	}
+	// The scheduler watches these through informers of its own and waits
+	// for them at start: for a resource the API server does not serve
+	// (its CRD missing), it would wait forever. Pods waiting on it then
+	// come back on pod events, or within the scheduler's periodic flush.
+	if !pl.unserved[elasticQuotaGVK] {
+		events = append(events, fwk.ClusterEventWithHint{Event: fwk.ClusterEvent{Resource: elasticQuotaGVK, ActionType: fwk.Add | fwk.Update | fwk.Delete}, QueueingHintFn: isSpecChange})
+	}
+	if !pl.unserved[podGroupGVK] {
+		events = append(events, fwk.ClusterEventWithHint{Event: fwk.ClusterEvent{Resource: podGroupGVK, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: pl.isSchedulableAfterPodGroupChange})
+	}
+	return events, nil
 }
 
 // isSchedulableAfterPodDeleted queues the pod when a pod that held quota it

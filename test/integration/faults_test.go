@@ -10,11 +10,18 @@ import (
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	v1 "k8s.io/api/core/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2/ktesting"
 	"k8s.io/utils/ptr"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+	schedclient "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
 
+	"locus.dev/locus/manifests"
 	"locus.dev/locus/pkg/plugins"
 	"locus.dev/locus/pkg/testenv"
 )
@@ -130,5 +137,88 @@ func TestRejectedBindReleasesItsQuota(t *testing.T) {
 		if err != nil || p.Spec.NodeName != "" {
 			t.Errorf("pod %s: node %q, err %v; want it pending", n, p.Spec.NodeName, err)
 		}
+	}
+}
+
+// Fault: the ElasticQuota and PodGroup CRDs are missing when locus starts.
+// The scheduler still starts (its informer factory does not wait forever)
+// and places pods, as no quota or gang can exist; once the CRDs are
+// installed, quotas apply.
+func TestMissingCRDsAtStart(t *testing.T) {
+	_, ctx := ktesting.NewTestContext(t)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cp := testenv.StartControlPlane(t, testenv.Options{})
+	if err := testenv.InstallCRDs(ctx, cp.Config); err != nil {
+		t.Fatal(err)
+	}
+	ext, err := apiextensionsclient.NewForConfig(cp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crds := []string{"elasticquotas.scheduling.x-k8s.io", "podgroups.scheduling.x-k8s.io"}
+	for _, name := range crds {
+		if err := ext.ApiextensionsV1().CustomResourceDefinitions().Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		for _, name := range crds {
+			if _, err := ext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, name, metav1.GetOptions{}); err == nil {
+				return false, nil
+			}
+		}
+		return true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &testenv.Env{ControlPlane: cp, Dynamic: dyn}
+	started := make(chan struct{})
+	go func() {
+		defer close(started)
+		env.StartScheduler(ctx, t, manifests.SchedulerConfig)
+	}()
+	select {
+	case <-started:
+	case <-time.After(60 * time.Second):
+		t.Fatal("locus did not start without the ElasticQuota and PodGroup CRDs")
+	}
+	if _, err := testenv.CreateNode(ctx, cp.Client, testenv.NodeSpec{Name: "node-0", CPU: "8", Memory: "16Gi"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.CreateNamespace(ctx, cp.Client, "team", nil); err != nil {
+		t.Fatal(err)
+	}
+	createPods(ctx, t, cp.Client, "team", "before", 1, "1", nil, plugins.SchedulerName)
+	waitBound(ctx, t, cp.Client, "team", "", 1, 30*time.Second)
+
+	// The CRDs arrive: quotas apply.
+	if err := testenv.InstallCRDs(ctx, cp.Config); err != nil {
+		t.Fatal(err)
+	}
+	e := &quotaEnv{Env: env}
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.ContentType = "application/json"
+	if e.sched, err = schedclient.NewForConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sched.SchedulingV1alpha1().ElasticQuotas("team").Create(ctx, &schedv1alpha1.ElasticQuota{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "quota"},
+		Spec:       schedv1alpha1.ElasticQuotaSpec{Min: v1.ResourceList{v1.ResourceCPU: resource.MustParse("2")}, Max: v1.ResourceList{v1.ResourceCPU: resource.MustParse("2")}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.waitUsedCPU(ctx, "team", "1", 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	createPods(ctx, t, cp.Client, "team", "after", 3, "1", nil, plugins.SchedulerName)
+	waitBound(ctx, t, cp.Client, "team", "", 2, 30*time.Second)
+	time.Sleep(2 * time.Second)
+	if pods, _ := boundPods(ctx, cp.Client, "team", ""); len(pods) != 2 {
+		t.Errorf("%d pods bound once the quota of 2 exists, want 2", len(pods))
 	}
 }
