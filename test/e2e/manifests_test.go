@@ -120,14 +120,6 @@ func TestDeploymentManifests(t *testing.T) {
 	if err := testenv.WriteKubeconfig(saConfig, saKubeconfig); err != nil {
 		t.Fatal(err)
 	}
-	config := configWithKubeconfig(t, manifests.SchedulerConfig, saKubeconfig)
-	var stderr bytes.Buffer
-	cmd := exec.Command(filepath.Join(binDir, "locus-scheduler"), "--config", config, "--secure-port=0", "-v=2")
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 
 	for _, n := range []testenv.NodeSpec{
 		{Name: "cache", Labels: map[string]string{v1.LabelTopologyZone: "a"}},
@@ -165,6 +157,18 @@ spec:
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The scheduler starts once the Dataset and the quota exist: its
+	// informers' first lists hold them, so the reader's placement does not
+	// race the Dataset's watch event.
+	config := configWithKubeconfig(t, manifests.SchedulerConfig, saKubeconfig)
+	var stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(binDir, "locus-scheduler"), "--config", config, "--secure-port=0", "-v=2")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+
 	for _, p := range []testenv.PodSpec{
 		{Namespace: "team", Name: "reader", SchedulerName: plugins.SchedulerName, CPU: "500m", Annotations: map[string]string{locusv1alpha1.AnnotationDatasets: "events"}},
 		{Namespace: "team", Name: "payment", SchedulerName: plugins.SchedulerName, CPU: "500m", Annotations: map[string]string{locusv1alpha1.AnnotationCompliance: "pci-dss"}},
