@@ -34,9 +34,7 @@ func applyBase(ctx context.Context, t *testing.T, cp *testenv.ControlPlane) stri
 	if err := testenv.CreateNamespace(ctx, cp.Client, "kube-system", nil); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := kubectl(t, admin, "apply", "--server-side", "-k", "../../manifests/base"); err != nil {
-		t.Fatalf("kubectl apply -k manifests/base: %v\n%s", err, out)
-	}
+	installWithKubectl(t, admin)
 	return admin
 }
 

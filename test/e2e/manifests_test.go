@@ -50,14 +50,7 @@ func TestDeploymentManifests(t *testing.T) {
 	if err := testenv.CreateNamespace(ctx, c, "kube-system", nil); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := kubectl(t, admin, "apply", "--server-side", "-k", "../../manifests/base"); err != nil {
-		t.Fatalf("kubectl apply -k manifests/base: %v\n%s", err, out)
-	}
-	for _, crd := range []string{"datasets.locus.dev", "elasticquotas.scheduling.x-k8s.io", "podgroups.scheduling.x-k8s.io"} {
-		if out, err := kubectl(t, admin, "wait", "--for=condition=Established", "--timeout=30s", "crd/"+crd); err != nil {
-			t.Fatalf("CRD %s: %v\n%s", crd, err, out)
-		}
-	}
+	installWithKubectl(t, admin)
 	dep, err := c.AppsV1().Deployments("kube-system").Get(ctx, "locus-scheduler", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -200,6 +193,26 @@ spec:
 	}
 	if strings.Contains(stderr.String(), "forbidden") {
 		t.Errorf("the scheduler hit RBAC denials:\n%s", grepLines(stderr.String(), "forbidden"))
+	}
+
+	// Removing locus keeps the CRDs, and with them every team's quotas and
+	// Datasets.
+	if out, err := kubectl(t, admin, "delete", "-k", "../../manifests/base", "--wait=true"); err != nil {
+		t.Fatalf("kubectl delete -k manifests/base: %v\n%s", err, out)
+	}
+	if _, err := c.AppsV1().Deployments("kube-system").Get(ctx, "locus-scheduler", metav1.GetOptions{}); err == nil {
+		t.Error("the Deployment is still there after kubectl delete -k manifests/base")
+	}
+	for _, crd := range locusCRDs {
+		if out, err := kubectl(t, admin, "get", "crd/"+crd); err != nil {
+			t.Errorf("CRD %s gone after removing locus: %v\n%s", crd, err, out)
+		}
+	}
+	if _, err := sc.SchedulingV1alpha1().ElasticQuotas("team").Get(ctx, "quota", metav1.GetOptions{}); err != nil {
+		t.Errorf("the team's ElasticQuota is gone after removing locus: %v", err)
+	}
+	if out, err := kubectl(t, admin, "get", "datasets.locus.dev/events", "-n", "team"); err != nil {
+		t.Errorf("the team's Dataset is gone after removing locus: %v\n%s", err, out)
 	}
 }
 
