@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Generates the replace block of go.mod from k8s.io/kubernetes's own go.mod:
 # k8s.io/kubernetes and every staging module it lists are pinned to the
-# versions that build here (../shared/DEPENDENCIES.md).
+# versions that build from the module proxy (k8s.io/* staging modules at the
+# same v0.x as k8s.io/kubernetes v1.x).
 # Usage: hack/update-replace.sh           rewrite the block in place
 #        hack/update-replace.sh --verify  fail if the block is stale
 set -euo pipefail

@@ -65,7 +65,7 @@ func allArms() []arm {
 }
 
 // comparison is a ratio of two arms' median pods per second, with the
-// target that SPEC.md section 8 sets for it (at 5,000 nodes).
+// target set for it (at 5,000 nodes; README, Performance).
 type comparison struct {
 	name        string
 	numerator   string
@@ -79,7 +79,8 @@ var comparisons = []comparison{
 	{name: "gang+quota: locus / scheduler-plugins", numerator: "locus-gang", denominator: "peer-gang", target: 3.0},
 }
 
-// specNodes is the cluster size at which SPEC.md sets the targets.
+// specNodes is the cluster size at which the targets are set (README,
+// Performance).
 const specNodes = 5000
 
 // roundOrder alternates the arms across rounds: round r rotates the list by

@@ -54,8 +54,8 @@ type comparisonReport struct {
 	CPURatio    float64 `json:"cpuRatio"`
 	Target      float64 `json:"target"`
 	MeetsTarget bool    `json:"meetsTarget"`
-	// AtSpecSize says whether the run had the node count that SPEC.md sets
-	// the target at; a ratio at another size is indicative only.
+	// AtSpecSize says whether the run had the node count that the target
+	// is set at (README, Performance); a ratio at another size is indicative only.
 	AtSpecSize bool `json:"atSpecSize"`
 }
 

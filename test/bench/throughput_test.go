@@ -1,7 +1,8 @@
 // Package bench measures scheduling throughput: pods bound per second by
 // locus-scheduler against kube-scheduler's default profile and against
 // scheduler-plugins' Coscheduling plus CapacityScheduling, on one in-process
-// control plane, arms alternating over rounds (SPEC.md section 8).
+// control plane, arms alternating over rounds, against the targets that the README's
+// Performance section states.
 //
 // Without LOCUS_BENCH=1 it runs a smoke size (20 nodes, 50 pods, one round)
 // that asserts only that every pod of every arm gets bound. Speed is
@@ -122,8 +123,8 @@ func armNames(arms []arm) string {
 }
 
 // TestThroughput measures every arm once per round, alternating their
-// order, and reports pods per second, medians and the ratios of SPEC.md
-// section 8. It fails only when pods are not bound.
+// order, and reports pods per second, medians and the ratios that the
+// README's Performance section sets targets for. It fails only when pods are not bound.
 func TestThroughput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a control plane; skipped in -short")
