@@ -33,7 +33,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -213,23 +212,13 @@ func newPlugin(ctx context.Context, args config.BatchQuotaArgs, h framework.Hand
 	missing := &missingCRDs{logger: logger}
 	eqs := client.SchedulingV1alpha1().ElasticQuotas(metav1.NamespaceAll)
 	eqInformer := factory.InformerFor(&schedv1alpha1.ElasticQuota{}, func(_ kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-		return cache.NewSharedIndexInformer(&cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				l, err := eqs.List(ctx, o)
-				return missing.list("elasticquotas", l, &schedv1alpha1.ElasticQuotaList{}, err)
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return eqs.Watch(ctx, o) },
-		}, &schedv1alpha1.ElasticQuota{}, resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+		return missing.informer("elasticquotas", &schedv1alpha1.ElasticQuota{}, &schedv1alpha1.ElasticQuotaList{}, resync,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return eqs.List(ctx, o) }, eqs.Watch)
 	})
 	pgs := client.SchedulingV1alpha1().PodGroups(metav1.NamespaceAll)
 	pgInformer := factory.InformerFor(&schedv1alpha1.PodGroup{}, func(_ kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-		return cache.NewSharedIndexInformer(&cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				l, err := pgs.List(ctx, o)
-				return missing.list("podgroups", l, &schedv1alpha1.PodGroupList{}, err)
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return pgs.Watch(ctx, o) },
-		}, &schedv1alpha1.PodGroup{}, resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+		return missing.informer("podgroups", &schedv1alpha1.PodGroup{}, &schedv1alpha1.PodGroupList{}, resync,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return pgs.List(ctx, o) }, pgs.Watch)
 	})
 	podInformer := factory.Core().V1().Pods()
 	profile := ""

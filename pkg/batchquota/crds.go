@@ -3,9 +3,12 @@ package batchquota
 import (
 	"context"
 	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 	schedclient "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
@@ -49,6 +52,20 @@ type missingCRDs struct {
 	logger  klog.Logger
 	mu      sync.Mutex
 	missing map[string]bool
+}
+
+// informer is a namespace-indexed informer of resource (objects of type
+// obj, lists of type empty) whose list reads as empty while the resource is
+// not served.
+func (m *missingCRDs) informer(resource string, obj, empty runtime.Object, resync time.Duration,
+	list cache.ListWithContextFunc, watch cache.WatchFuncWithContext) cache.SharedIndexInformer {
+	return cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			got, err := list(ctx, o)
+			return m.list(resource, got, empty, err)
+		},
+		WatchFuncWithContext: watch,
+	}, obj, resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 }
 
 // list returns got, or empty when the resource is not served.

@@ -3,6 +3,8 @@ package batchquota
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 
 	v1 "k8s.io/api/core/v1"
@@ -77,7 +79,7 @@ func (pl *BatchQuota) onQuota(obj interface{}) {
 }
 
 func invalidQuota(eq *schedv1alpha1.ElasticQuota) string {
-	for _, r := range sortedNames(eq.Spec.Min) {
+	for _, r := range slices.Sorted(maps.Keys(eq.Spec.Min)) {
 		q := eq.Spec.Min[r]
 		if q.Sign() < 0 {
 			return fmt.Sprintf("spec.min.%s is negative (%s)", r, q.String())
@@ -86,21 +88,12 @@ func invalidQuota(eq *schedv1alpha1.ElasticQuota) string {
 			return fmt.Sprintf("spec.max.%s (%s) is below spec.min.%s (%s)", r, max.String(), r, q.String())
 		}
 	}
-	for _, r := range sortedNames(eq.Spec.Max) {
+	for _, r := range slices.Sorted(maps.Keys(eq.Spec.Max)) {
 		if q := eq.Spec.Max[r]; q.Sign() < 0 {
 			return fmt.Sprintf("spec.max.%s is negative (%s)", r, q.String())
 		}
 	}
 	return ""
-}
-
-func sortedNames(l v1.ResourceList) []v1.ResourceName {
-	out := make([]v1.ResourceName, 0, len(l))
-	for r := range l {
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
 }
 
 func (pl *BatchQuota) onQuotaDelete(obj interface{}) {

@@ -66,14 +66,9 @@ func (a Adjust) Clone() Adjust {
 // A gang's first member must fit the whole gang's need; later members
 // only what the gang does not hold for them already.
 func (c *Cache) Admit(namespace string, req Resources, g *Gang) *Rejection {
-	return c.AdmitAdjusted(namespace, req, g, nil)
-}
-
-// AdmitAdjusted is Admit with the counts changed by a preemption dry run.
-func (c *Cache) AdmitAdjusted(namespace string, req Resources, g *Gang, adj Adjust) *Rejection {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.admitLocked(namespace, req, g, adj)
+	return c.admitLocked(namespace, req, g, nil)
 }
 
 // Delta is what admitting the pod would add to its namespace's counts

@@ -13,9 +13,6 @@ type Quota struct {
 	Min, Max        Resources
 }
 
-// Key is "namespace/name".
-func (q *Quota) Key() string { return q.Namespace + "/" + q.Name }
-
 type podEntry struct {
 	ns   string
 	req  Resources
