@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -102,17 +101,7 @@ func TestDeploymentManifests(t *testing.T) {
 	}
 
 	// Run the binary with the ServiceAccount's token and the shipped config.
-	tok, err := c.CoreV1().ServiceAccounts("kube-system").CreateToken(ctx, "locus-scheduler",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptrInt64(3600)}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	saConfig := rest.AnonymousClientConfig(cp.Config)
-	saConfig.BearerToken = tok.Status.Token
-	saKubeconfig := filepath.Join(t.TempDir(), "sa-kubeconfig")
-	if err := testenv.WriteKubeconfig(saConfig, saKubeconfig); err != nil {
-		t.Fatal(err)
-	}
+	saKubeconfig := serviceAccountKubeconfig(ctx, t, cp, "kube-system")
 
 	for _, n := range []testenv.NodeSpec{
 		{Name: "cache", Labels: map[string]string{v1.LabelTopologyZone: "a"}},

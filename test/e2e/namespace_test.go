@@ -10,10 +10,8 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2/ktesting"
 
 	"locus.dev/locus/pkg/testenv"
@@ -74,17 +72,7 @@ func TestDeployToAnotherNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := c.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "locus-scheduler",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptrInt64(3600)}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	saConfig := rest.AnonymousClientConfig(cp.Config)
-	saConfig.BearerToken = tok.Status.Token
-	saKubeconfig := filepath.Join(t.TempDir(), "sa-kubeconfig")
-	if err := testenv.WriteKubeconfig(saConfig, saKubeconfig); err != nil {
-		t.Fatal(err)
-	}
+	saKubeconfig := serviceAccountKubeconfig(ctx, t, cp, ns)
 	config := configWithKubeconfig(t, []byte(cm.Data["scheduler-config.yaml"]), saKubeconfig)
 	var stderr bytes.Buffer
 	cmd := exec.Command(filepath.Join(binDir, "locus-scheduler"), append([]string{"--config", config, "--secure-port=0"}, args...)...)

@@ -240,31 +240,33 @@ func (c *Checker) used(ns string) reqs {
 }
 
 // limits merges a namespace's ElasticQuotas: the tightest min and max per
-// resource; named reports which resources they limit.
+// resource (a resource a quota names only in max has a min of zero there);
+// named reports which resources they limit. It is written apart from the
+// quota package on purpose, so that the checker does not share the
+// scheduler's arithmetic.
 func (c *Checker) limits(ns string) (min, max reqs, named map[v1.ResourceName]bool) {
 	objs, _ := c.quotas.ByIndex(cache.NamespaceIndex, ns)
 	min, max, named = reqs{}, reqs{}, map[v1.ResourceName]bool{}
+	tighten := func(to reqs, r v1.ResourceName, v int64) {
+		if cur, ok := to[r]; !ok || v < cur {
+			to[r] = v
+		}
+	}
 	for _, o := range objs {
 		eq := o.(*schedv1alpha1.ElasticQuota)
 		qmin, qmax := quota.LimitsFromList(eq.Spec.Min), quota.LimitsFromList(eq.Spec.Max)
 		for r, v := range qmax {
-			if cur, ok := max[r]; !ok || v < cur {
-				max[r] = v
-			}
+			tighten(max, r, v)
 			named[r] = true
 		}
 		for r := range qmin {
 			named[r] = true
 		}
-		for r := range named {
-			if _, inThis := qmin[r]; !inThis {
-				if _, inMax := qmax[r]; !inMax {
-					continue
-				}
-			}
-			if cur, ok := min[r]; !ok || qmin[r] < cur {
-				min[r] = qmin[r]
-			}
+		for r := range qmax {
+			tighten(min, r, qmin[r])
+		}
+		for r, v := range qmin {
+			tighten(min, r, v)
 		}
 	}
 	return min, max, named
