@@ -106,7 +106,7 @@ func (e *bqEnv) events() []string {
 
 // newBQ builds the plugin as New does, but on fake clientsets. The plugin is
 // the framework's Permit plugin, so that pods can wait in Permit.
-func newBQ(t *testing.T, s bqSetup) *bqEnv {
+func newBQ(t testing.TB, s bqSetup) *bqEnv {
 	t.Helper()
 	schedmetrics.Register() // the framework's Permit records metrics
 	logger, ctx := ktesting.NewTestContext(t)

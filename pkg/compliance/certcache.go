@@ -134,6 +134,13 @@ func (c *certCache) metricStandard(std string) string {
 	return otherStandard
 }
 
+// anyCarried says whether any node carries a certification label.
+func (c *certCache) anyCarried() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.carried) > 0
+}
+
 func (c *certCache) certs(node *v1.Node) []heldCert {
 	if e, ok := c.nodes.Load(node.Name); ok && e.(*nodeCerts).node == node {
 		return e.(*nodeCerts).certs

@@ -44,6 +44,7 @@ type Compliance struct {
 	nodes    corelisters.NodeLister
 	clock    clock.WithDelayedExecution
 	certs    *certCache
+	index    *nodeIndex
 	lapses   *lapses
 	elected  *leader.Elected
 	// identity names this scheduler process in audit log lines: its
@@ -138,6 +139,7 @@ func newPlugin(ctx context.Context, args config.ComplianceArgs, h framework.Hand
 		nodes:    informers.Nodes().Lister(),
 		clock:    c,
 		certs:    newCertCache(args.CertificationLabelPrefix),
+		index:    newNodeIndex(args.CertificationLabelPrefix, args.ResidencyLabel),
 		lapses:   newLapses(),
 		elected:  e,
 		identity: identity,
@@ -187,10 +189,11 @@ func (pl *Compliance) requirements(pod *v1.Pod) (*Requirements, error) {
 		return nil, err
 	}
 	req.RegionLabel = pl.args.ResidencyLabel
-	for _, std := range req.Standards {
-		if errs := validation.IsQualifiedName(pl.args.CertificationLabelPrefix + std); len(errs) != 0 {
-			return nil, fmt.Errorf("invalid standard %q in %s: %s%s is not a valid label key",
-				std, locusv1alpha1.AnnotationCompliance, pl.args.CertificationLabelPrefix, std)
+	req.withLabelKeys(pl.args.CertificationLabelPrefix)
+	for i, std := range req.Standards {
+		if errs := validation.IsQualifiedName(req.labelKeys[i]); len(errs) != 0 {
+			return nil, fmt.Errorf("invalid standard %q in %s: %s is not a valid label key",
+				std, locusv1alpha1.AnnotationCompliance, req.labelKeys[i])
 		}
 	}
 	return req, nil
@@ -233,7 +236,10 @@ func (s *preFilterState) countRejection(v *Violation) {
 func (s *preFilterState) Clone() fwk.StateData { return s }
 
 // PreFilter reads the pod's requirements once. Pods without any skip Filter.
-func (pl *Compliance) PreFilter(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
+// When few nodes meet them (nodeIndex), it names those nodes, and the
+// framework filters and scores no other; Filter still checks each of them
+// as the scheduler's snapshot has it.
+func (pl *Compliance) PreFilter(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
 	req, err := pl.requirements(pod)
 	if err != nil {
 		metrics.ComplianceRejections.WithLabelValues("", metrics.RejectInvalid).Inc()
@@ -245,7 +251,11 @@ func (pl *Compliance) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 	if req.Empty() {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
-	cycleState.Write(preFilterStateKey, newPreFilterState(req, pl.clock.Now(), pl.certs))
+	now := pl.clock.Now()
+	cycleState.Write(preFilterStateKey, newPreFilterState(req, now, pl.certs))
+	if c := pl.index.candidates(req, now); narrowsSearch(c.Len(), len(nodes)) {
+		return &framework.PreFilterResult{NodeNames: c}, nil
+	}
 	return nil, nil
 }
 
@@ -259,11 +269,11 @@ func (pl *Compliance) Filter(ctx context.Context, cycleState fwk.CycleState, pod
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
-	v := s.req.Check(nodeInfo.Node(), pl.args.CertificationLabelPrefix, s.now)
-	if v == nil {
+	v, failed := s.req.check(nodeInfo.Node(), pl.args.CertificationLabelPrefix, s.now)
+	if !failed {
 		return nil
 	}
-	s.countRejection(v)
+	s.countRejection(&v)
 	// Evicting pods does not certify a node or move it to another region, so
 	// preemption cannot help.
 	return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, v.Message)
@@ -280,7 +290,8 @@ func (s *preScoreState) Clone() fwk.StateData { return s }
 
 // PreScore prepares the preserveCertifiedCapacity score.
 func (pl *Compliance) PreScore(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) *fwk.Status {
-	if !pl.args.PreserveCertifiedCapacity {
+	if !pl.args.PreserveCertifiedCapacity || !pl.certs.anyCarried() {
+		// Without certified nodes every node scores the same.
 		return fwk.NewStatus(fwk.Skip)
 	}
 	s := &preScoreState{now: pl.clock.Now()}

@@ -69,7 +69,7 @@ type pluginSetup struct {
 // newTestPlugin builds the plugin through a real framework handle whose
 // informer factory is backed by a fake clientset holding testNamespaces and
 // the setup's nodes. It returns the recorder that receives the plugin's events.
-func newTestPlugin(ctx context.Context, t *testing.T, s pluginSetup) (*Compliance, *events.FakeRecorder) {
+func newTestPlugin(ctx context.Context, t testing.TB, s pluginSetup) (*Compliance, *events.FakeRecorder) {
 	t.Helper()
 	args := defaultArgs()
 	if s.args != nil {
@@ -505,20 +505,24 @@ func TestScore(t *testing.T) {
 }
 
 func TestPreScore(t *testing.T) {
+	certified := []*v1.Node{st.MakeNode().Name("n1").Label(defaultPrefix+"pci-dss", "true").Obj(), st.MakeNode().Name("n2").Obj()}
 	tests := []struct {
 		name     string
 		preserve bool
+		nodes    []*v1.Node
 		want     *fwk.Status
 	}{
-		{name: "preserveCertifiedCapacity off skips Score", preserve: false, want: fwk.NewStatus(fwk.Skip)},
-		{name: "preserveCertifiedCapacity on", preserve: true, want: nil},
+		{name: "preserveCertifiedCapacity off skips Score", preserve: false, nodes: certified, want: fwk.NewStatus(fwk.Skip)},
+		{name: "preserveCertifiedCapacity on", preserve: true, nodes: certified, want: nil},
+		{name: "no node carries a certification: every node scores the same, Score skipped", preserve: true,
+			nodes: []*v1.Node{st.MakeNode().Name("n2").Obj()}, want: fwk.NewStatus(fwk.Skip)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, ctx := ktesting.NewTestContext(t)
 			args := defaultArgs()
 			args.PreserveCertifiedCapacity = tt.preserve
-			pl, _ := newTestPlugin(ctx, t, pluginSetup{args: &args})
+			pl, _ := newTestPlugin(ctx, t, pluginSetup{args: &args, nodes: tt.nodes})
 			pod := st.MakePod().Name("p").Namespace("default").Obj()
 			got := pl.PreScore(ctx, framework.NewCycleState(), pod, nil)
 			if diff := cmp.Diff(tt.want, got); diff != "" {

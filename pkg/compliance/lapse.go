@@ -176,6 +176,7 @@ func (pl *Compliance) onNode(oldObj, newObj any) {
 		return
 	}
 	pl.certs.setNode(node)
+	pl.index.set(node)
 	if old, ok := oldObj.(*v1.Node); ok && labels.Equals(old.Labels, node.Labels) {
 		return
 	}
@@ -191,6 +192,7 @@ func (pl *Compliance) onNodeDelete(obj any) {
 		return
 	}
 	pl.certs.deleteNode(node.Name)
+	pl.index.remove(node.Name)
 	metrics.ComplianceLapsedPods.Set(float64(pl.lapses.forgetNode(node.Name)))
 }
 

@@ -33,6 +33,29 @@ type Requirements struct {
 	// missing[i] is the reason for a node without Standards[i], made once
 	// per pod rather than once per rejected node.
 	missing []string
+	// labelKeys[i] is keyPrefix+Standards[i], made once per pod so that
+	// checking a node allocates nothing (see withLabelKeys).
+	keyPrefix string
+	labelKeys []string
+	// outside is the residency reason, made once per pod.
+	outside string
+}
+
+// withLabelKeys makes the certification label keys of the standards under
+// prefix once, for Check.
+func (r *Requirements) withLabelKeys(prefix string) *Requirements {
+	r.keyPrefix, r.labelKeys = prefix, make([]string, len(r.Standards))
+	for i, std := range r.Standards {
+		r.labelKeys[i] = prefix + std
+	}
+	return r
+}
+
+func (r *Requirements) labelKey(i int, prefix string) string {
+	if i < len(r.labelKeys) && r.keyPrefix == prefix {
+		return r.labelKeys[i]
+	}
+	return prefix + r.Standards[i]
 }
 
 // Empty reports whether the pod has no requirement at all.
@@ -98,6 +121,7 @@ func ParseRequirements(pod *v1.Pod, ns *v1.Namespace, residency map[string][]str
 				req.Residency, locusv1alpha1.AnnotationDataResidency, strings.Join(known, ", "))
 		}
 		req.Regions = sets.New(regions...)
+		req.outside = fmt.Sprintf(ErrReasonResidencyFmt, req.Residency)
 	}
 	return req, nil
 }
@@ -143,29 +167,44 @@ type Violation struct {
 
 // Check returns the first requirement that the node fails, or nil.
 func (r *Requirements) Check(node *v1.Node, labelPrefix string, now time.Time) *Violation {
+	if v, failed := r.check(node, labelPrefix, now); failed {
+		return &v
+	}
+	return nil
+}
+
+// check is Check without allocating for a node that qualifies, or that
+// lacks a certification or sits outside the residency (their messages are
+// made once per pod).
+func (r *Requirements) check(node *v1.Node, labelPrefix string, now time.Time) (Violation, bool) {
 	for i, std := range r.Standards {
-		state, value := Certification(node.Labels, labelPrefix, std, now)
-		switch state {
-		case CertValid:
-			continue
-		case CertMissing:
+		value, ok := node.Labels[r.labelKey(i, labelPrefix)]
+		if !ok {
 			msg := ""
 			if i < len(r.missing) {
 				msg = r.missing[i]
 			} else {
 				msg = fmt.Sprintf(ErrReasonMissingFmt, std)
 			}
-			return &Violation{Standard: std, Kind: metrics.RejectMissing, Message: msg}
+			return Violation{Standard: std, Kind: metrics.RejectMissing, Message: msg}, true
+		}
+		switch certificationValue(value, now) {
+		case CertValid:
+			continue
 		case CertExpired:
-			return &Violation{Standard: std, Kind: metrics.RejectExpired, Message: fmt.Sprintf(ErrReasonExpiredFmt, std, value)}
+			return Violation{Standard: std, Kind: metrics.RejectExpired, Message: fmt.Sprintf(ErrReasonExpiredFmt, std, value)}, true
 		default:
-			return &Violation{Standard: std, Kind: metrics.RejectInvalid, Message: fmt.Sprintf(ErrReasonInvalidFmt, std, value)}
+			return Violation{Standard: std, Kind: metrics.RejectInvalid, Message: fmt.Sprintf(ErrReasonInvalidFmt, std, value)}, true
 		}
 	}
 	if r.Residency != "" && !r.Regions.Has(node.Labels[r.regionLabel()]) {
-		return &Violation{Standard: r.Residency, Kind: metrics.RejectResidency, Message: fmt.Sprintf(ErrReasonResidencyFmt, r.Residency)}
+		msg := r.outside
+		if msg == "" {
+			msg = fmt.Sprintf(ErrReasonResidencyFmt, r.Residency)
+		}
+		return Violation{Standard: r.Residency, Kind: metrics.RejectResidency, Message: msg}, true
 	}
-	return nil
+	return Violation{}, false
 }
 
 // regionLabel is the node label that Check matches the residency regions against.

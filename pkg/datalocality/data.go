@@ -7,7 +7,9 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/sets"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	fwk "k8s.io/kube-scheduler/framework"
 
 	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
 	locuslisters "locus.dev/locus/pkg/generated/listers/locus/v1alpha1"
@@ -120,6 +122,30 @@ func (d *Data) LevelOf(node *v1.Node) Level {
 func (d *Data) Score(node *v1.Node, zoneWeight, regionWeight float64) float64 {
 	onNode, inZone, inRegion := d.Bytes(node)
 	return float64(onNode) + zoneWeight*float64(inZone) + regionWeight*float64(inRegion)
+}
+
+// nodesHolding returns the names of the nodes that hold some of the data:
+// the Dataset entries' node names that exist among nodes, and the nodes
+// whose hostname label a local volume names (found by a walk of nodes only
+// when there are such volumes).
+func (d *Data) nodesHolding(nodes []fwk.NodeInfo) sets.Set[string] {
+	held := sets.New[string]()
+	if d == nil {
+		return held
+	}
+	if len(d.Hostnames) == 0 {
+		for name := range d.Nodes {
+			held.Insert(name)
+		}
+		// Names of nodes that do not exist are dropped by the framework.
+		return held
+	}
+	for _, ni := range nodes {
+		if n := ni.Node(); n != nil && (d.Nodes[n.Name] > 0 || d.Hostnames[hostname(n)] > 0) {
+			held.Insert(n.Name)
+		}
+	}
+	return held
 }
 
 func hostname(node *v1.Node) string {

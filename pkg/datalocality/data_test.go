@@ -2,12 +2,14 @@ package datalocality
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
@@ -310,6 +312,25 @@ func TestPlacementNote(t *testing.T) {
 	for _, tc := range tests {
 		if got := PlacementNote(d, tc.node, d.LevelOf(tc.node)); got != tc.want {
 			t.Errorf("PlacementNote(%s) = %q, want %q", tc.node.Name, got, tc.want)
+		}
+	}
+}
+
+// The nodes holding data are the Dataset entries' nodes and the nodes whose
+// hostname a local volume names.
+func TestNodesHolding(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		data *Data
+		want []string
+	}{
+		{name: "dataset nodes", data: &Data{Nodes: map[string]int64{"n1": 1, "n3": 1}, Zones: map[string]int64{"a": 1}}, want: []string{"n1", "n3"}},
+		{name: "a local volume's hostname", data: &Data{Nodes: map[string]int64{"n1": 1}, Hostnames: map[string]int64{"host-5": 1}}, want: []string{"n1", "n5"}},
+		{name: "zones only", data: &Data{Zones: map[string]int64{"a": 1}}, want: []string{}},
+		{name: "no data", data: nil, want: []string{}},
+	} {
+		if got := sets.List(tc.data.nodesHolding(nodeInfos())); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -49,6 +49,7 @@ type DataLocality struct {
 
 var _ framework.PreFilterPlugin = &DataLocality{}
 var _ framework.FilterPlugin = &DataLocality{}
+var _ framework.PostFilterPlugin = &DataLocality{}
 var _ framework.PreScorePlugin = &DataLocality{}
 var _ framework.ScorePlugin = &DataLocality{}
 var _ framework.PostBindPlugin = &DataLocality{}
@@ -223,6 +224,13 @@ func (pl *DataLocality) PreFilter(ctx context.Context, cycleState fwk.CycleState
 	s.reason = s.step.Reason()
 	pl.tracker.wait(pod, d, s.step, now)
 	logger.V(4).Info("pod waits for locality", "pod", klog.KObj(pod), "level", s.step.Allowed, "left", s.step.Left)
+	if s.step.Allowed == LevelNode {
+		// Only the nodes holding the data are allowed: name them, and the
+		// framework filters and scores no other.
+		if held := d.nodesHolding(nodes); held.Len() > 0 && held.Len() < len(nodes) {
+			return &framework.PreFilterResult{NodeNames: held}, nil
+		}
+	}
 	return nil, nil
 }
 
@@ -255,6 +263,18 @@ func (pl *DataLocality) Filter(_ context.Context, cycleState fwk.CycleState, _ *
 	// Unschedulable, not UnschedulableAndUnresolvable: the rejection lifts
 	// by itself as the wait runs out, and it is no verdict on the node.
 	return fwk.NewStatus(fwk.Unschedulable, s.reason)
+}
+
+// PostFilter runs for a pod that found no node. While the pod waits for
+// locality, it says so: PreFilter named only the nodes near enough, and the
+// framework reports the others as not satisfying DataLocality without
+// Filter's reason, so the wait and its time left join the pod's
+// unschedulable message here. It never makes the pod schedulable.
+func (pl *DataLocality) PostFilter(_ context.Context, cycleState fwk.CycleState, _ *v1.Pod, _ framework.NodeToStatusReader) (*framework.PostFilterResult, *fwk.Status) {
+	if s, err := getPreFilterState(cycleState); err == nil && s.step.Waiting() {
+		return nil, fwk.NewStatus(fwk.Unschedulable, s.reason)
+	}
+	return nil, fwk.NewStatus(fwk.Unschedulable)
 }
 
 // preScoreState is the pod's data, for Score.

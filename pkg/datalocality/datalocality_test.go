@@ -11,6 +11,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
@@ -72,7 +73,7 @@ type pluginSetup struct {
 // newTestPlugin builds the plugin through a real framework handle whose
 // informers are backed by fake clientsets holding testNodes, testDatasets,
 // testVolumes and the setup's pods.
-func newTestPlugin(ctx context.Context, t *testing.T, s pluginSetup) *testPlugin {
+func newTestPlugin(ctx context.Context, t testing.TB, s pluginSetup) *testPlugin {
 	t.Helper()
 	args := defaultArgs()
 	if s.args != nil {
@@ -199,6 +200,8 @@ func TestPreFilter(t *testing.T) {
 		// wantData and wantStep are the state stored for Filter, if any.
 		wantData *Data
 		wantStep Step
+		// wantNodes is the PreFilterResult: nil for all nodes.
+		wantNodes []string
 	}{
 		{name: "a pod that reads no data skips", pod: dataPod("").Obj(), wantStatus: fwk.NewStatus(fwk.Skip)},
 		{
@@ -219,10 +222,11 @@ func TestPreFilter(t *testing.T) {
 			wantStatus: fwk.NewStatus(fwk.UnschedulableAndUnresolvable, `invalid locus.dev/locality-wait "5": want a duration such as 30s or 2m`),
 		},
 		{
-			name:     "at first, only the node with the data",
-			pod:      dataPod("cached").Annotation(annWait, "30s").Obj(),
-			wantData: testData("cached"),
-			wantStep: Step{Allowed: LevelNode, Next: LevelZone, Left: 30 * time.Second},
+			name:      "at first, only the node with the data",
+			pod:       dataPod("cached").Annotation(annWait, "30s").Obj(),
+			wantData:  testData("cached"),
+			wantStep:  Step{Allowed: LevelNode, Next: LevelZone, Left: 30 * time.Second},
+			wantNodes: []string{"n1"},
 		},
 		{
 			name:        "the default wait applies without the annotation",
@@ -231,6 +235,7 @@ func TestPreFilter(t *testing.T) {
 			elapsed:     4 * time.Second,
 			wantData:    testData("cached"),
 			wantStep:    Step{Allowed: LevelNode, Next: LevelZone, Left: 6 * time.Second},
+			wantNodes:   []string{"n1"},
 		},
 		{
 			name:     "after one wait, the zone",
@@ -278,9 +283,16 @@ func TestPreFilter(t *testing.T) {
 				p.clock.Step(tt.elapsed)
 			}
 			state := framework.NewCycleState()
-			_, status := p.PreFilter(ctx, state, tt.pod, nodeInfos())
+			res, status := p.PreFilter(ctx, state, tt.pod, nodeInfos())
 			if diff := cmp.Diff(tt.wantStatus, status); diff != "" {
 				t.Errorf("status (-want,+got):\n%s", diff)
+			}
+			var gotNodes []string
+			if !res.AllNodes() {
+				gotNodes = sets.List(res.NodeNames)
+			}
+			if diff := cmp.Diff(tt.wantNodes, gotNodes); diff != "" {
+				t.Errorf("PreFilterResult nodes (-want,+got):\n%s", diff)
 			}
 			var gotData *Data
 			var gotStep Step
@@ -385,5 +397,33 @@ func TestDatasetNotFoundOncePerPod(t *testing.T) {
 	p.PreFilter(ctx, framework.NewCycleState(), other, nodeInfos())
 	if got := p.events(); len(got) != 1 || !strings.Contains(got[0], locusv1alpha1.EventReasonDatasetNotFound+" Dataset nope not found") {
 		t.Errorf("events of a second pod = %q, want one DatasetNotFound for nope", got)
+	}
+}
+
+// While a pod waits for locality, PostFilter gives the wait's reason (the
+// framework reports the nodes PreFilter left out without it); otherwise it
+// adds nothing. It never makes the pod schedulable.
+func TestPostFilterSaysThePodWaits(t *testing.T) {
+	_, ctx := ktesting.NewTestContext(t)
+	p := newTestPlugin(ctx, t, pluginSetup{})
+	for _, tc := range []struct {
+		name string
+		pod  *v1.Pod
+		want *fwk.Status
+	}{
+		{name: "waiting", pod: dataPod("cached").Annotation(annWait, "30s").Obj(),
+			want: fwk.NewStatus(fwk.Unschedulable, Step{Allowed: LevelNode, Next: LevelZone, Left: 30 * time.Second}.Reason())},
+		{name: "not waiting", pod: dataPod("cached").Obj(), want: fwk.NewStatus(fwk.Unschedulable)},
+		{name: "no data", pod: dataPod("").Obj(), want: fwk.NewStatus(fwk.Unschedulable)},
+	} {
+		state := framework.NewCycleState()
+		p.PreFilter(ctx, state, tc.pod, nodeInfos())
+		res, got := p.PostFilter(ctx, state, tc.pod, nil)
+		if res != nil {
+			t.Errorf("%s: PostFilter result %v, want none", tc.name, res)
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s: PostFilter status (-want,+got):\n%s", tc.name, diff)
+		}
 	}
 }

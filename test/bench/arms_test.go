@@ -56,6 +56,7 @@ func allArms() []arm {
 		{short: "default", profile: defaultProfile, workload: plainWorkload},
 		{short: "locus", profile: locusProfile, workload: plainWorkload},
 		{short: "locus-features", profile: locusProfile, workload: featuresWorkload},
+		{short: "default-affinity", profile: defaultProfile, workload: affinityWorkload},
 		{short: "locus-gang", profile: locusProfile, workload: gangWorkload},
 	}
 	if peerProfile != nil {
@@ -76,6 +77,8 @@ type comparison struct {
 var comparisons = []comparison{
 	{name: "plain pods: locus / default", numerator: "locus", denominator: "default", target: 0.95},
 	{name: "compliance+locality pods under locus / plain pods under default", numerator: "locus-features", denominator: "default", target: 0.90},
+	{name: "compliance+locality: locus / the same rules as nodeAffinity under default", numerator: "locus-features", denominator: "default-affinity", target: 1.0},
+	{name: "gang+quota pods under locus / plain pods under default", numerator: "locus-gang", denominator: "default", target: 0.8},
 	{name: "gang+quota: locus / scheduler-plugins", numerator: "locus-gang", denominator: "peer-gang", target: 3.0},
 }
 

@@ -31,6 +31,9 @@ type result struct {
 	// Events is how many events the scheduler wrote for the run's pods
 	// (and gang and quota objects): API writes beside the bindings.
 	Events int `json:"events"`
+	// HeapPeakMiB is the peak of the process's live heap while the arm ran,
+	// above its level just before the scheduler started (heap_test.go).
+	HeapPeakMiB float64 `json:"heapPeakMiB"`
 }
 
 type armReport struct {
@@ -40,6 +43,9 @@ type armReport struct {
 	Results                []result `json:"results"`
 	MedianPodsPerSecond    float64  `json:"medianPodsPerSecond"`
 	MedianPodsPerCPUSecond float64  `json:"medianPodsPerCPUSecond"`
+	MedianHeapPeakMiB      float64  `json:"medianHeapPeakMiB"`
+	// EventsPerPod is the median over rounds of events written per pod.
+	EventsPerPod float64 `json:"eventsPerPod"`
 }
 
 type comparisonReport struct {
@@ -90,12 +96,17 @@ func (r *report) add(arm string, res result) {
 // finish computes medians and the comparisons whose two arms both ran.
 func (r *report) finish() {
 	for _, a := range r.Arms {
-		var v, cpu []float64
+		var v, cpu, heap, events []float64
 		for _, res := range a.Results {
 			v = append(v, res.PodsPerSecond)
 			cpu = append(cpu, res.PodsPerCPUSecond)
+			heap = append(heap, res.HeapPeakMiB)
+			if res.Pods > 0 {
+				events = append(events, float64(res.Events)/float64(res.Pods))
+			}
 		}
 		a.MedianPodsPerSecond, a.MedianPodsPerCPUSecond = median(v), median(cpu)
+		a.MedianHeapPeakMiB, a.EventsPerPod = median(heap), median(events)
 	}
 	for _, c := range comparisons {
 		num, den := r.byArm[c.numerator], r.byArm[c.denominator]
@@ -152,6 +163,10 @@ func (r *report) print(w io.Writer) {
 		func(a *armReport) float64 { return a.MedianPodsPerSecond })
 	r.printTable(w, "pods per CPU-second of the whole process", func(res result) float64 { return res.PodsPerCPUSecond },
 		func(a *armReport) float64 { return a.MedianPodsPerCPUSecond })
+	r.printTable(w, "heap peak above the pre-start baseline, MiB", func(res result) float64 { return res.HeapPeakMiB },
+		func(a *armReport) float64 { return a.MedianHeapPeakMiB })
+	r.printTable(w, "events written per pod", func(res result) float64 { return float64(res.Events) / float64(max(res.Pods, 1)) },
+		func(a *armReport) float64 { return a.EventsPerPod })
 	for _, c := range r.Comparisons {
 		verdict := "meets"
 		if !c.MeetsTarget {
@@ -172,13 +187,13 @@ func (r *report) print(w io.Writer) {
 }
 
 func (r *report) printTable(w io.Writer, title string, value func(result) float64, med func(*armReport) float64) {
-	fmt.Fprintf(w, "%s\n%-15s %-20s %-19s", title, "arm", "scheduler", "workload")
+	fmt.Fprintf(w, "%s\n%-17s %-18s %-22s", title, "arm", "scheduler", "workload")
 	for i := 1; i <= r.Options.Rounds; i++ {
 		fmt.Fprintf(w, " %9s", fmt.Sprintf("round %d", i))
 	}
 	fmt.Fprintf(w, " %9s\n", "median")
 	for _, a := range r.Arms {
-		fmt.Fprintf(w, "%-15s %-20s %-19s", a.Arm, a.SchedulerName, a.Workload)
+		fmt.Fprintf(w, "%-17s %-18s %-22s", a.Arm, a.SchedulerName, a.Workload)
 		byRound := map[int]float64{}
 		for _, res := range a.Results {
 			byRound[res.Round] = value(res)

@@ -155,8 +155,8 @@ func TestThroughput(t *testing.T) {
 			}
 			res.Position = pos + 1
 			rep.add(a.short, res)
-			t.Logf("round %d #%d %-15s %6d pods in %7.3fs = %7.1f pods/s, %7.1f pods per CPU-second (scheduler start %.2fs, %d events)",
-				r+1, pos+1, a.short, res.Pods, res.Seconds, res.PodsPerSecond, res.PodsPerCPUSecond, res.StartupSeconds, res.Events)
+			t.Logf("round %d #%d %-16s %6d pods in %7.3fs = %7.1f pods/s, %7.1f pods per CPU-second (scheduler start %.2fs, %d events, heap peak +%.0f MiB)",
+				r+1, pos+1, a.short, res.Pods, res.Seconds, res.PodsPerSecond, res.PodsPerCPUSecond, res.StartupSeconds, res.Events, res.HeapPeakMiB)
 		}
 	}
 	rep.finish()
@@ -196,8 +196,10 @@ func measure(ctx context.Context, c *cluster, a arm, round int, opts options) (r
 	runtime.GC()
 
 	begin := time.Now()
+	heap := startHeapSampler()
 	s, err := testenv.StartSchedulerWithKubeConfig(ctx, cfg, a.profile.kubeConfig(c), c.client, c.dyn, a.profile.registry)
 	if err != nil {
+		heap.stop()
 		return result{}, err
 	}
 	// Scheduling starts here: the scheduler has synced its informers and
@@ -205,6 +207,7 @@ func measure(ctx context.Context, c *cluster, a arm, round int, opts options) (r
 	running, cpuBefore := time.Now(), processCPU()
 	waitErr := w.wait(ctx, opts.timeout)
 	cpu := processCPU() - cpuBefore
+	heapPeak := heap.stop()
 	events := 0
 	if waitErr == nil {
 		// Let the scheduler write the events it still holds (locus records
@@ -232,6 +235,7 @@ func measure(ctx context.Context, c *cluster, a arm, round int, opts options) (r
 		StartupSeconds:   running.Sub(begin).Seconds(),
 		FirstBindSeconds: first.Sub(running).Seconds(),
 		Events:           events,
+		HeapPeakMiB:      heapPeak,
 	}
 	res.PodsPerSecond = float64(res.Pods) / res.Seconds
 	// CPU is read when the wait returns, a moment after the last bind.

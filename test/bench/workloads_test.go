@@ -34,6 +34,10 @@ const (
 	quotaNamespaces = 4
 )
 
+// residencyRegions are the regions of residencyGroup in
+// manifests/base/scheduler-config.yaml.
+var residencyRegions = []string{"us-east-1", "us-east-2", "us-west-2"}
+
 // workload builds the objects and pods of one measurement.
 type workload struct {
 	name string
@@ -90,41 +94,104 @@ var plainWorkload = workload{
 // (each cached on two nodes, held in a zone and in its region); every other
 // pod is regulated: it needs pci-dss and data residency "us".
 var featuresWorkload = workload{
-	name: "compliance+locality",
-	prepare: func(ctx context.Context, c *cluster, m *measurement) ([]*v1.Pod, error) {
-		ns, err := m.namespace(ctx, c, m.run)
-		if err != nil {
-			return nil, err
+	name:    "compliance+locality",
+	prepare: func(ctx context.Context, c *cluster, m *measurement) ([]*v1.Pod, error) { return prepareFeatures(ctx, c, m, false) },
+	cleanup: cleanupDatasets,
+}
+
+// affinityWorkload is featuresWorkload with its constraints written by hand
+// as kube-scheduler users do without locus: required node affinity on the
+// certification label and the residency regions, preferred node affinity
+// toward the nodes, zone and region that hold each pod's data (weighted as
+// DataLocality weighs bytes: node 1, zone 0.5, region 0.1). The Datasets
+// are still created, as the same objects would exist in the cluster.
+var affinityWorkload = workload{
+	name:    "compl+locality by hand",
+	prepare: func(ctx context.Context, c *cluster, m *measurement) ([]*v1.Pod, error) { return prepareFeatures(ctx, c, m, true) },
+	cleanup: cleanupDatasets,
+}
+
+func prepareFeatures(ctx context.Context, c *cluster, m *measurement, byHand bool) ([]*v1.Pod, error) {
+	ns, err := m.namespace(ctx, c, m.run)
+	if err != nil {
+		return nil, err
+	}
+	datasets := make([]*locusv1alpha1.Dataset, datasetCount)
+	for d := range datasets {
+		datasets[d] = dataset(ns, d, c.nodes)
+		if _, err := c.locus.LocusV1alpha1().Datasets(ns).Create(ctx, datasets[d], metav1.CreateOptions{}); err != nil {
+			return nil, fmt.Errorf("creating Dataset: %w", err)
 		}
-		for d := 0; d < datasetCount; d++ {
-			if _, err := c.locus.LocusV1alpha1().Datasets(ns).Create(ctx, dataset(ns, d, c.nodes), metav1.CreateOptions{}); err != nil {
-				return nil, fmt.Errorf("creating Dataset: %w", err)
-			}
+	}
+	pods := make([]*v1.Pod, m.pods)
+	for i := range pods {
+		p := m.pod(ns, i)
+		reads := []*locusv1alpha1.Dataset{datasets[i%datasetCount]}
+		if i%3 == 0 {
+			reads = append(reads, datasets[(i+1)%datasetCount])
 		}
-		pods := make([]*v1.Pod, m.pods)
-		for i := range pods {
-			p := m.pod(ns, i)
-			reads := []string{datasetName(i % datasetCount)}
-			if i%3 == 0 {
-				reads = append(reads, datasetName((i+1)%datasetCount))
+		regulated := i%2 == 0
+		if byHand {
+			p.Spec.Affinity = handWrittenAffinity(reads, regulated)
+		} else {
+			names := make([]string, len(reads))
+			for j, d := range reads {
+				names[j] = d.Name
 			}
-			p.Annotations = map[string]string{locusv1alpha1.AnnotationDatasets: strings.Join(reads, ",")}
-			if i%2 == 0 {
+			p.Annotations = map[string]string{locusv1alpha1.AnnotationDatasets: strings.Join(names, ",")}
+			if regulated {
 				p.Annotations[locusv1alpha1.AnnotationCompliance] = standard
 				p.Annotations[locusv1alpha1.AnnotationDataResidency] = residencyGroup
 			}
-			pods[i] = p
 		}
-		return pods, nil
-	},
-	cleanup: func(ctx context.Context, c *cluster, m *measurement) error {
-		for _, ns := range m.namespaces {
-			if err := c.locus.LocusV1alpha1().Datasets(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
-				return fmt.Errorf("deleting Datasets in %s: %w", ns, err)
+		pods[i] = p
+	}
+	return pods, nil
+}
+
+// handWrittenAffinity is what a user writes on the default scheduler for a
+// pod that reads datasets and, if regulated, needs pci-dss inside the "us"
+// residency group.
+func handWrittenAffinity(reads []*locusv1alpha1.Dataset, regulated bool) *v1.Affinity {
+	na := &v1.NodeAffinity{}
+	if regulated {
+		na.RequiredDuringSchedulingIgnoredDuringExecution = &v1.NodeSelector{NodeSelectorTerms: []v1.NodeSelectorTerm{{
+			MatchExpressions: []v1.NodeSelectorRequirement{
+				{Key: certificationLabel, Operator: v1.NodeSelectorOpIn, Values: []string{"true"}},
+				{Key: v1.LabelTopologyRegion, Operator: v1.NodeSelectorOpIn, Values: residencyRegions},
+			},
+		}}}
+	}
+	for _, d := range reads {
+		for _, loc := range d.Spec.Locations {
+			var term v1.PreferredSchedulingTerm
+			switch {
+			case loc.Node != "":
+				term = preferred(100, v1.LabelHostname, loc.Node)
+			case loc.Zone != "":
+				term = preferred(50, v1.LabelTopologyZone, loc.Zone)
+			default:
+				term = preferred(10, v1.LabelTopologyRegion, loc.Region)
 			}
+			na.PreferredDuringSchedulingIgnoredDuringExecution = append(na.PreferredDuringSchedulingIgnoredDuringExecution, term)
 		}
-		return nil
-	},
+	}
+	return &v1.Affinity{NodeAffinity: na}
+}
+
+func preferred(weight int32, key, value string) v1.PreferredSchedulingTerm {
+	return v1.PreferredSchedulingTerm{Weight: weight, Preference: v1.NodeSelectorTerm{
+		MatchExpressions: []v1.NodeSelectorRequirement{{Key: key, Operator: v1.NodeSelectorOpIn, Values: []string{value}}},
+	}}
+}
+
+func cleanupDatasets(ctx context.Context, c *cluster, m *measurement) error {
+	for _, ns := range m.namespaces {
+		if err := c.locus.LocusV1alpha1().Datasets(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+			return fmt.Errorf("deleting Datasets in %s: %w", ns, err)
+		}
+	}
+	return nil
 }
 
 func datasetName(d int) string { return fmt.Sprintf("ds-%02d", d) }
