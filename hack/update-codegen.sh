@@ -16,7 +16,7 @@ CONTROLLER_GEN_VERSION=v0.19.0
 CONTROLLER_GEN=hack/tools/bin/controller-gen
 
 go tool deepcopy-gen --go-header-file "$BOILERPLATE" --output-file zz_generated.deepcopy.go \
-  ./apis/config ./apis/config/v1 ./apis/locus/v1alpha1
+  ./apis/config ./apis/config/v1 ./apis/locus/v1alpha1 ./pkg/explain/report
 go tool conversion-gen --go-header-file "$BOILERPLATE" --output-file zz_generated.conversion.go \
   ./apis/config/v1
 go tool defaulter-gen --go-header-file "$BOILERPLATE" --output-file zz_generated.defaults.go \

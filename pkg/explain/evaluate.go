@@ -159,11 +159,18 @@ func (e *Engine) Evaluate(ctx context.Context, pod *v1.Pod) (*Evaluation, error)
 			// The cycle stopped at PreFilter: later plugins have no state.
 			r.Failures = []Failure{*ev.PreFilter}
 		case result != nil && !result.AllNodes() && !result.NodeNames.Has(r.Node):
-			r.Failures = []Failure{{
-				Plugin:       strings.Join(sets.List(pluginsWithNodes), ","),
-				Reason:       "node is not among the nodes that PreFilter allowed",
-				Unresolvable: true,
-			}}
+			// The scheduler looks no further at the node. The Filter
+			// plugins still say why it does not qualify (Compliance narrows
+			// a regulated pod to the certified nodes in PreFilter, and
+			// rejects the others in Filter for the reason that counts).
+			r.Failures = e.filter(ctx, state, pod, ni)
+			if len(r.Failures) == 0 {
+				r.Failures = []Failure{{
+					Plugin:       strings.Join(sets.List(pluginsWithNodes), ","),
+					Reason:       "node is not among the nodes that PreFilter allowed",
+					Unresolvable: true,
+				}}
+			}
 		default:
 			r.Failures = e.filter(ctx, state, pod, ni)
 			if ev.PreFilter != nil && !hasPlugin(r.Failures, ev.PreFilter.Plugin) {

@@ -56,17 +56,29 @@ func DecodeManifests(r io.Reader) ([]runtime.Object, error) {
 			objs = list.Items
 		}
 		for _, o := range objs {
-			data, err := o.MarshalJSON()
-			if err != nil {
-				return nil, err
-			}
-			obj, _, err := decoder.Decode(data, nil, nil)
+			obj, err := decodeObject(decoder, &o)
 			if err != nil {
 				return nil, fmt.Errorf("document %d (%s %s): %w", i, o.GetKind(), o.GetName(), err)
 			}
 			out = append(out, obj)
 		}
 	}
+}
+
+// DecodeObject decodes one manifest into its type, strictly (unknown fields
+// are errors). A kind that the engine knows no type of is an error for
+// which runtime.IsNotRegisteredError holds.
+func DecodeObject(u *unstructured.Unstructured) (runtime.Object, error) {
+	return decodeObject(serializer.NewCodecFactory(manifestScheme, serializer.EnableStrict).UniversalDeserializer(), u)
+}
+
+func decodeObject(decoder runtime.Decoder, u *unstructured.Unstructured) (runtime.Object, error) {
+	data, err := u.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	obj, _, err := decoder.Decode(data, nil, nil)
+	return obj, err
 }
 
 // PreparePod makes a pod from a manifest look as the API server would store

@@ -10,16 +10,19 @@ import (
 	"github.com/spf13/cobra"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/printers"
 
 	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
 	"locus.dev/locus/pkg/crdconfig"
 	"locus.dev/locus/pkg/datalocality"
 	"locus.dev/locus/pkg/explain"
+	"locus.dev/locus/pkg/explain/report"
 	"locus.dev/locus/pkg/generated/clientset/versioned"
 )
 
 func newDatasetsCommand(o *Options) *cobra.Command {
 	var sc scope
+	out := newOutputFlags(false)
 	cmd := &cobra.Command{
 		Use:     "datasets",
 		Aliases: []string{"dataset"},
@@ -30,21 +33,28 @@ of the namespace that name the Dataset in their locus.dev/datasets annotation
 (how many of them are pending in parentheses). A node location whose node does not exist counts
 for nothing. Datasets that pods name but that do not exist are listed after.`,
 		Example: `  kubectl locus datasets -n analytics
-  kubectl locus datasets -A`,
-		Args: cobra.NoArgs,
+  kubectl locus datasets -A
+  kubectl locus datasets -A -o json | jq -r '.missing[]? | "\(.namespace)/\(.name)"'`,
+		Args:              cobra.NoArgs,
+		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := out.printer()
+			if err != nil {
+				return err
+			}
 			ns, err := sc.namespace(o)
 			if err != nil {
 				return err
 			}
-			return o.runDatasets(cmd.Context(), ns)
+			return o.runDatasets(cmd.Context(), ns, p)
 		},
 	}
 	sc.add(cmd)
+	out.addFlags(cmd)
 	return cmd
 }
 
-func (o *Options) runDatasets(ctx context.Context, ns string) error {
+func (o *Options) runDatasets(ctx context.Context, ns string, printer printers.ResourcePrinter) error {
 	cfg, client, err := o.clients()
 	if err != nil {
 		return err
@@ -71,6 +81,9 @@ func (o *Options) runDatasets(ctx context.Context, ns string) error {
 		fmt.Fprintf(o.ErrOut, "warning: cannot list nodes (%v); node locations are not checked\n", err)
 	}
 	rows, missing := datasetRows(datasets.Items, pods.Items, nodes)
+	if printer != nil {
+		return printer.PrintObj(datasetReport(rows, missing), o.Out)
+	}
 	if len(rows) == 0 && len(missing) == 0 {
 		fmt.Fprintln(o.ErrOut, noneFound("Datasets", ns))
 		return nil
@@ -81,8 +94,23 @@ func (o *Options) runDatasets(ctx context.Context, ns string) error {
 // datasetRow is one Dataset and the pods that read it.
 type datasetRow struct {
 	Namespace, Name string
-	Locations       []string
+	Locations       []report.DatasetLocation
 	Pods, Pending   int
+}
+
+// datasetReport is the Datasets as a locus.dev/v1alpha1 DatasetReport.
+func datasetReport(rows, missing []datasetRow) *report.DatasetReport {
+	r := report.NewDatasetReport()
+	usage := func(d datasetRow) report.DatasetUsage {
+		return report.DatasetUsage{Namespace: d.Namespace, Name: d.Name, Locations: d.Locations, Pods: d.Pods, PendingPods: d.Pending}
+	}
+	for _, d := range rows {
+		r.Items = append(r.Items, usage(d))
+	}
+	for _, d := range missing {
+		r.Missing = append(r.Missing, usage(d))
+	}
+	return r
 }
 
 // datasetRows pairs Datasets with the pods that name them. missing holds
@@ -135,12 +163,21 @@ func datasetRows(datasets []locusv1alpha1.Dataset, pods []v1.Pod, nodes map[stri
 	return rows, missing
 }
 
-// location renders "node worker-7 400Gi".
-func location(l locusv1alpha1.DatasetLocation, nodes map[string]bool) string {
+// location is a Dataset's location; nodes, when not nil, are the
+// cluster's nodes.
+func location(l locusv1alpha1.DatasetLocation, nodes map[string]bool) report.DatasetLocation {
+	return report.DatasetLocation{
+		Node: l.Node, Zone: l.Zone, Region: l.Region, Bytes: l.Bytes,
+		NodeMissing: l.Node != "" && nodes != nil && !nodes[l.Node],
+	}
+}
+
+// locationString renders "node worker-7 400Gi".
+func locationString(l report.DatasetLocation) string {
 	switch {
 	case l.Node != "":
 		s := fmt.Sprintf("node %s %s", l.Node, l.Bytes.String())
-		if nodes != nil && !nodes[l.Node] {
+		if l.NodeMissing {
 			s += " (no such node)"
 		}
 		return s
@@ -163,7 +200,11 @@ func writeDatasets(w io.Writer, rows, missing []datasetRow, withNamespace bool) 
 		if withNamespace {
 			fmt.Fprintf(tw, "%s\t", r.Namespace)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, podCount(r), orNone(strings.Join(r.Locations, ", ")))
+		locs := make([]string, len(r.Locations))
+		for i, l := range r.Locations {
+			locs[i] = locationString(l)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, podCount(r), orNone(strings.Join(locs, ", ")))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -11,9 +11,11 @@ import (
 	"github.com/spf13/cobra"
 	v1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/cli-runtime/pkg/printers"
 	"k8s.io/client-go/kubernetes"
 	resourcehelper "k8s.io/component-helpers/resource"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
@@ -21,6 +23,7 @@ import (
 	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
 	"locus.dev/locus/pkg/batchquota/quota"
 	"locus.dev/locus/pkg/explain"
+	"locus.dev/locus/pkg/explain/report"
 )
 
 // eventReasons are the events on a pod that tell its scheduling story.
@@ -37,12 +40,11 @@ var eventReasons = map[string]bool{
 type explainOptions struct {
 	*Options
 	profile profileFlags
-	wide    bool
+	out     *outputFlags
 }
 
 func newExplainCommand(o *Options) *cobra.Command {
-	eo := &explainOptions{Options: o}
-	var output string
+	eo := &explainOptions{Options: o, out: newOutputFlags(true)}
 	cmd := &cobra.Command{
 		Use:   "explain POD",
 		Short: "Why a pod is pending, or why it landed where it did, node by node and plugin by plugin",
@@ -50,27 +52,33 @@ func newExplainCommand(o *Options) *cobra.Command {
 profile on a copy of the cluster's state, and shows every node: whether it fits,
 which plugins reject it and why, and each plugin's score. A bound pod is
 evaluated as if it were not yet scheduled (it does not count against its own
-node or quota), next to where it is. locus's events on the pod follow.`,
+node or quota), next to where it is. locus's events on the pod follow.
+
+What the user may not read does not fail explain: with read access to their
+namespace only, it says what it could not see (nodes, other namespaces' pods
+and quotas) and explains what it can: the pod's own annotations, its
+namespace's quota, its events.
+
+-o json and -o yaml print a locus.dev/v1alpha1 Explanation (docs/kubectl-locus.md).`,
 		Example: `  kubectl locus explain payments-7f9c -n payments
-  kubectl locus explain spark-exec-3 -n etl -o wide   # every score plugin in its own column`,
-		Args: cobra.ExactArgs(1),
+  kubectl locus explain spark-exec-3 -n etl -o wide   # every score plugin in its own column
+  kubectl locus explain spark-exec-3 -n etl -o json | jq -r '.result.verdict, .result.reason'`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: o.completePods,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			switch output {
-			case "":
-			case "wide":
-				eo.wide = true
-			default:
-				return fmt.Errorf("--output: want wide, got %q", output)
+			p, err := eo.out.printer()
+			if err != nil {
+				return err
 			}
-			return eo.run(cmd.Context(), args[0])
+			return eo.run(cmd.Context(), args[0], p)
 		},
 	}
 	eo.profile.add(cmd)
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: wide shows every score plugin in its own column")
+	eo.out.addFlags(cmd)
 	return cmd
 }
 
-func (o *explainOptions) run(ctx context.Context, name string) error {
+func (o *explainOptions) run(ctx context.Context, name string, printer printers.ResourcePrinter) error {
 	cfg, client, err := o.clients()
 	if err != nil {
 		return err
@@ -91,7 +99,7 @@ func (o *explainOptions) run(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	state, err := o.loadState(ctx, cfg)
+	state, err := o.loadState(ctx, cfg, pod.Namespace)
 	if err != nil {
 		return err
 	}
@@ -112,13 +120,21 @@ func (o *explainOptions) run(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	unavailable := state.Unavailable
 	events, err := podEvents(ctx, client, pod)
 	if err != nil {
-		fmt.Fprintf(o.ErrOut, "warning: cannot list events of the pod: %v\n", err)
+		u := report.Unavailable{Resource: "events", Reason: apierrors.ReasonForError(err), Message: err.Error(), Impact: "the pod's events are not shown"}
+		unavailable = append(unavailable, u)
+		fmt.Fprintln(o.ErrOut, "warning:", explain.UnavailableMessage(u))
 	}
-	return writeExplanation(o.Out, pod, ev, explanationOptions{
-		Source: source, Profile: prof.SchedulerName, Wide: o.wide, Events: events, Now: time.Now(),
-	})
+	opts := explanationOptions{
+		Source: source, Profile: prof.SchedulerName, Wide: o.out.isWide(), Events: events, Now: time.Now(),
+		NodesUnavailable: state.NodesUnavailable(), Unavailable: unavailable,
+	}
+	if printer != nil {
+		return printer.PrintObj(explanationReport(pod, ev, opts), o.Out)
+	}
+	return writeExplanation(o.Out, pod, ev, opts)
 }
 
 type explanationOptions struct {
@@ -126,6 +142,10 @@ type explanationOptions struct {
 	Wide            bool
 	Events          []eventsv1.Event
 	Now             time.Time
+	// NodesUnavailable is set when the nodes could not be read.
+	NodesUnavailable *report.Unavailable
+	// Unavailable is all that could not be read.
+	Unavailable []report.Unavailable
 }
 
 // writeExplanation prints the pod, the node table, the verdict and the events.
@@ -133,8 +153,8 @@ func writeExplanation(w io.Writer, pod *v1.Pod, ev *explain.Evaluation, o explan
 	tw := explain.NewTabWriter(w)
 	fmt.Fprintf(tw, "Pod:\t%s/%s\n", pod.Namespace, pod.Name)
 	fmt.Fprintf(tw, "Scheduler:\t%s\n", pod.Spec.SchedulerName)
-	fmt.Fprintf(tw, "Requests:\t%s\n", orNone(quota.FromList(resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})).String()))
-	for _, a := range []string{locusv1alpha1.AnnotationCompliance, locusv1alpha1.AnnotationDataResidency, locusv1alpha1.AnnotationDatasets, locusv1alpha1.AnnotationLocalityWait} {
+	fmt.Fprintf(tw, "Requests:\t%s\n", orNone(quota.FromList(podRequests(pod)).String()))
+	for _, a := range explainedAnnotations {
 		if v, ok := pod.Annotations[a]; ok {
 			fmt.Fprintf(tw, "%s:\t%s\n", a, v)
 		}
@@ -157,19 +177,29 @@ func writeExplanation(w io.Writer, pod *v1.Pod, ev *explain.Evaluation, o explan
 	if pod.Spec.NodeName != "" {
 		what += ", as if the pod were not yet scheduled,"
 	}
-	fmt.Fprintf(w, "%s against %d nodes:\n", what, len(ev.Nodes))
+	if o.NodesUnavailable != nil && len(ev.Nodes) == 0 {
+		fmt.Fprintf(w, "%s: %s.\n", what, explain.UnavailableMessage(*o.NodesUnavailable))
+	} else {
+		fmt.Fprintf(w, "%s against %d nodes:\n", what, len(ev.Nodes))
+	}
 	if len(ev.Nodes) > 0 && ev.Gate == nil {
 		if err := explain.WriteNodeTable(w, ev, explain.TableOptions{Wide: o.Wide, Current: pod.Spec.NodeName}); err != nil {
 			return err
 		}
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Verdict: "+verdictLine(pod, ev))
+	fmt.Fprintln(w, "Verdict: "+verdictLine(pod, ev, o.NodesUnavailable))
 	if _, waits := pod.Annotations[locusv1alpha1.AnnotationLocalityWait]; waits && pod.Spec.NodeName == "" {
 		fmt.Fprintln(w, "Note: the locality wait is counted here from now; the scheduler counts it from the pod's first attempt.")
 	}
 
 	fmt.Fprintln(w)
+	for _, u := range o.Unavailable {
+		if u.Resource == "events" {
+			fmt.Fprintf(w, "Events: %s.\n", explain.UnavailableMessage(u))
+			return nil
+		}
+	}
 	if len(o.Events) == 0 {
 		fmt.Fprintln(w, "Events: <none>")
 		return nil
@@ -183,29 +213,126 @@ func writeExplanation(w io.Writer, pod *v1.Pod, ev *explain.Evaluation, o explan
 	return tw.Flush()
 }
 
+// explainedAnnotations are the pod's annotations that explain shows.
+var explainedAnnotations = []string{locusv1alpha1.AnnotationCompliance, locusv1alpha1.AnnotationDataResidency, locusv1alpha1.AnnotationDatasets, locusv1alpha1.AnnotationLocalityWait}
+
+func podRequests(pod *v1.Pod) v1.ResourceList {
+	return resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
+}
+
+// explanationReport is the explanation as a locus.dev/v1alpha1 Explanation.
+func explanationReport(pod *v1.Pod, ev *explain.Evaluation, o explanationOptions) *report.Explanation {
+	x := report.NewExplanation()
+	x.Pod = report.PodInfo{
+		Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID, SchedulerName: pod.Spec.SchedulerName,
+		Gang: pod.Labels[schedv1alpha1.PodGroupLabel], Node: pod.Spec.NodeName, Pending: pod.Spec.NodeName == "",
+	}
+	if r := podRequests(pod); len(r) > 0 {
+		x.Pod.Requests = r
+	}
+	for _, a := range explainedAnnotations {
+		if v, ok := pod.Annotations[a]; ok {
+			if x.Pod.Annotations == nil {
+				x.Pod.Annotations = map[string]string{}
+			}
+			x.Pod.Annotations[a] = v
+		}
+	}
+	if x.Pod.Pending {
+		x.Pod.PendingReason = pendingStatus(pod)
+	}
+	x.Profile = report.Profile{SchedulerName: o.Profile, Source: o.Source}
+	x.EvaluatedAt = metav1.NewTime(o.Now)
+	x.Result = ev.Result(explain.ResultOptions{Nodes: true, Current: pod.Spec.NodeName, NodesUnavailable: o.NodesUnavailable})
+	if pod.Spec.NodeName != "" {
+		x.Current = currentNode(pod, ev, o.NodesUnavailable)
+	}
+	x.Events = []report.Event{}
+	for _, e := range o.Events {
+		x.Events = append(x.Events, report.Event{
+			LastSeen: metav1.NewTime(eventTime(&e)), Type: e.Type, Reason: e.Reason, From: eventSource(&e), Message: oneLine(e.Note),
+		})
+	}
+	x.Unavailable = o.Unavailable
+	return x
+}
+
+// currentNode says how a bound pod's node fares now.
+func currentNode(pod *v1.Pod, ev *explain.Evaluation, nodesUnavailable *report.Unavailable) *report.CurrentNode {
+	c := &report.CurrentNode{Name: pod.Spec.NodeName}
+	switch r := ev.Node(pod.Spec.NodeName); {
+	case r == nil && nodesUnavailable != nil:
+		c.Status = report.CurrentUnknown
+	case r == nil:
+		c.Status = report.CurrentGone
+	case ev.PreFilter != nil:
+		c.Status = report.CurrentNotAdmitted
+	case r.Feasible():
+		c.Status = report.CurrentFits
+		total := r.Total
+		c.Score = &total
+	default:
+		c.Status = report.CurrentNoLongerFits
+	}
+	return c
+}
+
 // verdictLine says where the pod would go now, or why it would wait.
-func verdictLine(pod *v1.Pod, ev *explain.Evaluation) string {
+func verdictLine(pod *v1.Pod, ev *explain.Evaluation, nodesUnavailable *report.Unavailable) string {
 	var now string
-	if ev.Best != "" {
+	switch {
+	case ev.Best != "":
 		now = fmt.Sprintf("would be placed on %s now (score %d, %s)", ev.Best, ev.Node(ev.Best).Total, explain.BestOf(ev.Feasible()))
-	} else {
+	case nodesUnavailable != nil && ev.Gate == nil && ev.PreFilter == nil:
+		now = "cannot tell where it would go now (" + explain.UnavailableMessage(*nodesUnavailable) +
+			"); no plugin turns it away before looking at the nodes"
+	default:
 		now = "would wait now: " + ev.Reason()
 	}
 	if pod.Spec.NodeName == "" {
 		return "pending; " + now + "."
 	}
 	var here string
-	switch r := ev.Node(pod.Spec.NodeName); {
-	case r == nil:
+	switch c := currentNode(pod, ev, nodesUnavailable); c.Status {
+	case report.CurrentUnknown:
+		here = "the node could not be read"
+	case report.CurrentGone:
 		here = "that node is gone"
-	case ev.PreFilter != nil:
+	case report.CurrentNotAdmitted:
 		here = "it would not be admitted now"
-	case r.Feasible():
-		here = fmt.Sprintf("score %d there now", r.Total)
+	case report.CurrentFits:
+		here = fmt.Sprintf("score %d there now", *c.Score)
 	default:
 		here = "it fits there no longer"
 	}
 	return fmt.Sprintf("bound to %s (%s); %s.", pod.Spec.NodeName, here, now)
+}
+
+// completePods completes explain's POD with the pods of the namespace.
+func (o *Options) completePods(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	_, client, err := o.clients()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	ns, err := o.namespace()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	list, err := client.CoreV1().Pods(ns).List(cmd.Context(), metav1.ListOptions{})
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var names []string
+	for _, p := range list.Items {
+		if strings.HasPrefix(p.Name, toComplete) {
+			names = append(names, p.Name)
+		}
+	}
+	sort.Strings(names)
+	return names, cobra.ShellCompDirectiveNoFileComp
 }
 
 // pendingStatus is the scheduler's last word on a pending pod.

@@ -211,7 +211,7 @@ func TestVerdictLine(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := verdictLine(tc.pod, tc.ev); got != tc.want {
+			if got := verdictLine(tc.pod, tc.ev, nil); got != tc.want {
 				t.Errorf("want %q, got %q", tc.want, got)
 			}
 		})

@@ -9,12 +9,14 @@ import (
 	"github.com/spf13/cobra"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/printers"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 	schedclient "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
 
 	"locus.dev/locus/pkg/batchquota/quota"
 	"locus.dev/locus/pkg/crdconfig"
 	"locus.dev/locus/pkg/explain"
+	"locus.dev/locus/pkg/explain/report"
 	"locus.dev/locus/pkg/plugins"
 )
 
@@ -37,6 +39,7 @@ func (s *scope) namespace(o *Options) (string, error) {
 
 func newQuotaCommand(o *Options) *cobra.Command {
 	var sc scope
+	out := newOutputFlags(false)
 	cmd := &cobra.Command{
 		Use:   "quota",
 		Short: "Each ElasticQuota's min, max, used, borrowed, and pending pods",
@@ -46,21 +49,28 @@ exceeded), used (status.used, which locus-scheduler keeps current), borrowed
 locus-scheduler, not yet bound). Only the resources that a quota names are
 limited by it, and shown.`,
 		Example: `  kubectl locus quota -n etl
-  kubectl locus quota -A`,
-		Args: cobra.NoArgs,
+  kubectl locus quota -A
+  kubectl locus quota -A -o json | jq '.items[] | select(.pendingPods > 0)'`,
+		Args:              cobra.NoArgs,
+		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := out.printer()
+			if err != nil {
+				return err
+			}
 			ns, err := sc.namespace(o)
 			if err != nil {
 				return err
 			}
-			return o.runQuota(cmd.Context(), ns)
+			return o.runQuota(cmd.Context(), ns, p)
 		},
 	}
 	sc.add(cmd)
+	out.addFlags(cmd)
 	return cmd
 }
 
-func (o *Options) runQuota(ctx context.Context, ns string) error {
+func (o *Options) runQuota(ctx context.Context, ns string, printer printers.ResourcePrinter) error {
 	cfg, client, err := o.clients()
 	if err != nil {
 		return err
@@ -74,6 +84,9 @@ func (o *Options) runQuota(ctx context.Context, ns string) error {
 		return err
 	}
 	if len(quotas.Items) == 0 {
+		if printer != nil {
+			return printer.PrintObj(quotaReport(nil), o.Out)
+		}
 		fmt.Fprintln(o.ErrOut, noneFound("ElasticQuotas", ns))
 		return nil
 	}
@@ -81,7 +94,32 @@ func (o *Options) runQuota(ctx context.Context, ns string) error {
 	if err != nil {
 		return err
 	}
-	return writeQuotas(o.Out, quotaRows(quotas.Items, pods.Items), ns == metav1.NamespaceAll)
+	rows := quotaRows(quotas.Items, pods.Items)
+	if printer != nil {
+		return printer.PrintObj(quotaReport(rows), o.Out)
+	}
+	return writeQuotas(o.Out, rows, ns == metav1.NamespaceAll)
+}
+
+// quotaReport is the quotas as a locus.dev/v1alpha1 QuotaReport.
+func quotaReport(rows []quotaRow) *report.QuotaReport {
+	r := report.NewQuotaReport()
+	for _, q := range rows {
+		r.Items = append(r.Items, report.QuotaUsage{
+			Namespace: q.Namespace, Name: q.Name,
+			Min: resourceList(q.Min), Max: resourceList(q.Max), Used: resourceList(q.Used), Borrowed: resourceList(q.Borrowed),
+			PendingPods: q.Pending,
+		})
+	}
+	return r
+}
+
+// resourceList is nil for no resources, so that they are left out.
+func resourceList(r quota.Resources) v1.ResourceList {
+	if len(r) == 0 {
+		return nil
+	}
+	return r.ToList()
 }
 
 // quotaRow is one ElasticQuota, with only the resources that it limits.

@@ -10,8 +10,12 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
+	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
@@ -20,6 +24,7 @@ import (
 	schedconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
 
 	"locus.dev/locus/pkg/explain"
+	"locus.dev/locus/pkg/explain/report"
 	"locus.dev/locus/pkg/plugins"
 	"locus.dev/locus/pkg/version"
 )
@@ -43,9 +48,12 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
   quota              each ElasticQuota's min, max, used, borrowed, and pending pods
   datasets           where each Dataset lives, and how many pods read it
   simulate -f FILE   where these pods would land now, and which would wait and why
+  completion SHELL   the shell completion script (bash, zsh, fish, powershell)
 
 It only reads from the cluster. explain and simulate run locus-scheduler's
-profile in this process on a copy of the cluster's state.`,
+profile in this process on a copy of the cluster's state. Every command
+prints -o json or -o yaml: a locus.dev/v1alpha1 object, documented in
+docs/kubectl-locus.md.`,
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl locus"},
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -59,17 +67,38 @@ profile in this process on a copy of the cluster's state.`,
 	klog.InitFlags(klogFlags)
 	cmd.PersistentFlags().AddGoFlag(klogFlags.Lookup("v"))
 
+	_ = cmd.RegisterFlagCompletionFunc("namespace", o.completeNamespaces)
+	_ = cmd.RegisterFlagCompletionFunc("context", o.completeContexts)
+
 	cmd.AddCommand(newExplainCommand(o), newQuotaCommand(o), newDatasetsCommand(o), newSimulateCommand(o), newVersionCommand(o))
 	return cmd
 }
 
-// Main runs the command on the process's streams and exits with its status.
+// completeProgram is the name under which kubectl (1.26 and later) runs a
+// plugin's completion: `kubectl_complete-locus __complete ARGS`. A link of
+// that name to kubectl-locus on the PATH completes `kubectl locus ...`.
+const completeProgram = "kubectl_complete-locus"
+
+// programArgs are the command's arguments: run as kubectl_complete-locus,
+// kubectl's completion helper, it answers cobra's __complete request for
+// the words after `kubectl locus`.
+func programArgs(program string, args []string) []string {
+	if strings.TrimSuffix(filepath.Base(program), ".exe") == completeProgram {
+		return append([]string{cobra.ShellCompRequestCmd}, args...)
+	}
+	return args
+}
+
+// Main runs the command on the process's streams and exits with its status:
+// 0, 1 on an error, 2 when simulate --fail-on-pending finds pods that would
+// stay pending.
 func Main() {
 	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
 	cmd := NewCommand(streams)
+	cmd.SetArgs(programArgs(os.Args[0], os.Args[1:]))
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(streams.ErrOut, "error:", err)
-		os.Exit(1)
+		os.Exit(ExitCode(err))
 	}
 }
 
@@ -153,9 +182,10 @@ func (p *profileFlags) load(ctx context.Context, client kubernetes.Interface) (*
 }
 
 // loadState reads the cluster's state for the engine and reports what it
-// could not read.
-func (o *Options) loadState(ctx context.Context, cfg *rest.Config) (*explain.State, error) {
-	s, err := explain.Load(ctx, cfg)
+// could not read. namespaces are where the command's pods live: what may
+// not be listed in all namespaces is listed there.
+func (o *Options) loadState(ctx context.Context, cfg *rest.Config, namespaces ...string) (*explain.State, error) {
+	s, err := explain.LoadWith(ctx, cfg, explain.LoadOptions{Namespaces: namespaces})
 	if err != nil {
 		return nil, err
 	}
@@ -168,13 +198,62 @@ func (o *Options) loadState(ctx context.Context, cfg *rest.Config) (*explain.Sta
 // newVersionCommand prints the locus release and the Kubernetes release
 // that kubectl-locus is built on.
 func newVersionCommand(o *Options) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the locus and Kubernetes versions kubectl-locus is built on",
-		Args:  cobra.NoArgs,
+	out := newOutputFlags(false)
+	cmd := &cobra.Command{
+		Use:               "version",
+		Short:             "Print the locus and Kubernetes versions kubectl-locus is built on",
+		Args:              cobra.NoArgs,
+		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprintln(o.Out, version.String("kubectl-locus"))
-			return err
+			p, err := out.printer()
+			if err != nil {
+				return err
+			}
+			if p == nil {
+				_, err := fmt.Fprintln(o.Out, version.String("kubectl-locus"))
+				return err
+			}
+			v := report.NewVersion()
+			v.Locus, v.Kubernetes = version.Locus(), version.Kubernetes()
+			return p.PrintObj(v, o.Out)
 		},
 	}
+	out.addFlags(cmd)
+	return cmd
+}
+
+// completeNamespaces completes -n with the cluster's namespaces, when the
+// user may list them.
+func (o *Options) completeNamespaces(cmd *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	_, client, err := o.clients()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	list, err := client.CoreV1().Namespaces().List(cmd.Context(), metav1.ListOptions{})
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var names []string
+	for _, ns := range list.Items {
+		if strings.HasPrefix(ns.Name, toComplete) {
+			names = append(names, ns.Name)
+		}
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
+// completeContexts completes --context with the kubeconfig's contexts.
+func (o *Options) completeContexts(_ *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	cfg, err := o.ConfigFlags.ToRawKubeConfigLoader().RawConfig()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var names []string
+	for name := range cfg.Contexts {
+		if strings.HasPrefix(name, toComplete) {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names, cobra.ShellCompDirectiveNoFileComp
 }
