@@ -54,6 +54,9 @@ func (pl *BatchQuota) addHandlers(eqs, pgs, pods cache.SharedIndexInformer) ([]c
 	if err != nil {
 		return nil, err
 	}
+	if err := pl.watchNodes(pl.handle.SharedInformerFactory().Core().V1().Nodes().Informer()); err != nil {
+		return nil, err
+	}
 	return []cache.InformerSynced{eqHandler.HasSynced, pgHandler.HasSynced, podHandler.HasSynced}, nil
 }
 
