@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Read-only checks: formatting, vet, the generated replace block and the
-# generated code are up to date.
+# generated code are up to date, the Helm chart's CRDs are manifests/crds'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,16 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./... || fail=1
 hack/update-replace.sh --verify || fail=1
+
+# The Helm chart's CRDs are copies of manifests/crds (test/e2e checks it too).
+for f in manifests/crds/*.yaml charts/locus/crds/*.yaml; do
+  name=$(basename "$f")
+  [ "$name" = kustomization.yaml ] && continue
+  if ! cmp -s "manifests/crds/$name" "charts/locus/crds/$name"; then
+    echo "charts/locus/crds/$name differs from manifests/crds/$name: cp manifests/crds/$name charts/locus/crds/" >&2
+    fail=1
+  fi
+done
 
 # Regenerate into a scratch copy of the tree and compare.
 scratch=$(mktemp -d)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -58,47 +59,8 @@ func TestDeploymentManifests(t *testing.T) {
 		t.Errorf("replicas %d, want 2", *dep.Spec.Replicas)
 	}
 
-	// The pod template passes the restricted Pod Security Standard, as
-	// enforced by the API server's own PodSecurity admission.
-	if err := testenv.CreateNamespace(ctx, c, "psa-restricted", nil); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := kubectl(t, admin, "label", "namespace", "psa-restricted", "pod-security.kubernetes.io/enforce=restricted"); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "template", Namespace: "psa-restricted"}, Spec: *dep.Spec.Template.Spec.DeepCopy()}
-	pod.Spec.ServiceAccountName, pod.Spec.PriorityClassName = "", ""
-	if _, err := c.CoreV1().Pods("psa-restricted").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
-		t.Errorf("the Deployment's pod template violates the restricted Pod Security Standard: %v", err)
-	}
-	ctr := dep.Spec.Template.Spec.Containers[0]
-	if ctr.Resources.Requests.Cpu().IsZero() || ctr.Resources.Limits.Memory().IsZero() {
-		t.Errorf("container resources %+v: want requests and limits", ctr.Resources)
-	}
-	for _, p := range []*v1.Probe{ctr.LivenessProbe, ctr.ReadinessProbe} {
-		if p == nil || p.HTTPGet == nil || p.HTTPGet.Scheme != v1.URISchemeHTTPS || p.HTTPGet.Port.IntValue() != 10259 {
-			t.Errorf("probe %+v: want HTTPS on 10259", p)
-		}
-	}
-
-	// Least privilege, asked of the API server's RBAC authorizer.
-	sa := "system:serviceaccount:kube-system:locus-scheduler"
-	for _, check := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"update", "leases/locus-scheduler", "-n", "kube-system"}, "yes"},
-		{[]string{"update", "leases/kube-scheduler", "-n", "kube-system"}, "no"},
-		{[]string{"update", "elasticquotas.scheduling.x-k8s.io", "--subresource=status", "-n", "team"}, "yes"},
-		{[]string{"create", "pods", "-n", "default"}, "no"},
-		{[]string{"get", "secrets", "-n", "kube-system"}, "no"},
-		{[]string{"list", "datasets.locus.dev", "-A"}, "yes"},
-	} {
-		out, _ := kubectl(t, admin, append([]string{"auth", "can-i", "--as", sa}, check.args...)...)
-		if got := strings.TrimSpace(out); got != check.want {
-			t.Errorf("can %s %v? %q, want %q", sa, check.args, got, check.want)
-		}
-	}
+	checkPodTemplate(ctx, t, cp, admin, dep)
+	checkLeastPrivilege(t, admin, "kube-system")
 
 	// Run the binary with the ServiceAccount's token and the shipped config.
 	saKubeconfig := serviceAccountKubeconfig(ctx, t, cp, "kube-system")
@@ -202,6 +164,66 @@ spec:
 	}
 	if out, err := kubectl(t, admin, "get", "datasets.locus.dev/events", "-n", "team"); err != nil {
 		t.Errorf("the team's Dataset is gone after removing locus: %v\n%s", err, out)
+	}
+}
+
+// checkPodTemplate checks the pod template of a deployment of locus (the
+// kustomize base's, the Helm chart's): it passes the restricted Pod
+// Security Standard, as enforced by the API server's own PodSecurity
+// admission, has requests and limits, and probes /livez and /readyz over
+// HTTPS on the secure port.
+func checkPodTemplate(ctx context.Context, t *testing.T, cp *testenv.ControlPlane, admin string, dep *appsv1.Deployment) {
+	t.Helper()
+	c := cp.Client
+	if err := testenv.CreateNamespace(ctx, c, "psa-restricted", nil); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectl(t, admin, "label", "--overwrite", "namespace", "psa-restricted", "pod-security.kubernetes.io/enforce=restricted"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "template", Namespace: "psa-restricted"}, Spec: *dep.Spec.Template.Spec.DeepCopy()}
+	pod.Spec.ServiceAccountName, pod.Spec.PriorityClassName = "", ""
+	if _, err := c.CoreV1().Pods("psa-restricted").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+		t.Errorf("the Deployment's pod template violates the restricted Pod Security Standard: %v", err)
+	}
+	if n := len(dep.Spec.Template.Spec.Containers); n != 1 {
+		t.Fatalf("%d containers, want 1", n)
+	}
+	ctr := dep.Spec.Template.Spec.Containers[0]
+	if ctr.Resources.Requests.Cpu().IsZero() || ctr.Resources.Limits.Memory().IsZero() {
+		t.Errorf("container resources %+v: want requests and limits", ctr.Resources)
+	}
+	for _, p := range []*v1.Probe{ctr.LivenessProbe, ctr.ReadinessProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Scheme != v1.URISchemeHTTPS || p.HTTPGet.Port.IntValue() != 10259 {
+			t.Errorf("probe %+v: want HTTPS on 10259", p)
+		}
+	}
+}
+
+// checkLeastPrivilege asks the API server's RBAC authorizer what the
+// locus-scheduler ServiceAccount of namespace ns may do: its own Lease in
+// ns, quota status and Datasets, and not kube-scheduler's Lease, pods'
+// creation or Secrets.
+func checkLeastPrivilege(t *testing.T, admin, ns string) {
+	t.Helper()
+	sa := "system:serviceaccount:" + ns + ":locus-scheduler"
+	for _, check := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"update", "leases/locus-scheduler", "-n", ns}, "yes"},
+		{[]string{"update", "leases/kube-scheduler", "-n", "kube-system"}, "no"},
+		{[]string{"update", "leases/other", "-n", ns}, "no"},
+		{[]string{"update", "elasticquotas.scheduling.x-k8s.io", "--subresource=status", "-n", "team"}, "yes"},
+		{[]string{"create", "pods", "-n", "default"}, "no"},
+		{[]string{"get", "secrets", "-n", "kube-system"}, "no"},
+		{[]string{"get", "secrets", "-n", ns}, "no"},
+		{[]string{"list", "datasets.locus.dev", "-A"}, "yes"},
+	} {
+		out, _ := kubectl(t, admin, append([]string{"auth", "can-i", "--as", sa}, check.args...)...)
+		if got := strings.TrimSpace(out); got != check.want {
+			t.Errorf("can %s %v? %q, want %q", sa, check.args, got, check.want)
+		}
 	}
 }
 

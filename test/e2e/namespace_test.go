@@ -55,6 +55,31 @@ func TestDeployToAnotherNamespace(t *testing.T) {
 		t.Fatalf("kubectl apply -k (overlay to %s): %v\n%s", ns, err, out)
 	}
 
+	stderr := startAsDeployment(ctx, t, cp, ns, "--secure-port=0")
+
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		lease, err := c.CoordinationV1().Leases(ns).Get(ctx, "locus-scheduler", metav1.GetOptions{})
+		return err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "", nil
+	}); err != nil {
+		t.Fatalf("no lease %s/locus-scheduler held: %v\nscheduler stderr:\n%s", ns, err, tail(stderr.String()))
+	}
+	if _, err := c.CoordinationV1().Leases("kube-system").Get(ctx, "locus-scheduler", metav1.GetOptions{}); err == nil {
+		t.Error("a lease in kube-system: the config file's namespace was used")
+	}
+	if strings.Contains(stderr.String(), "forbidden") {
+		t.Errorf("the scheduler hit RBAC denials:\n%s", grepLines(stderr.String(), "forbidden"))
+	}
+}
+
+// startAsDeployment runs bin/locus-scheduler as the container of the
+// locus-scheduler Deployment in namespace ns would run: the Deployment's
+// args with the pod's namespace expanded as the kubelet does, the config of
+// the locus-scheduler-config ConfigMap, and the ServiceAccount's token; then
+// extraArgs. It returns the process's stderr; the process is killed at the
+// end of the test.
+func startAsDeployment(ctx context.Context, t *testing.T, cp *testenv.ControlPlane, ns string, extraArgs ...string) *bytes.Buffer {
+	t.Helper()
+	c := cp.Client
 	dep, err := c.AppsV1().Deployments(ns).Get(ctx, "locus-scheduler", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -75,23 +100,11 @@ func TestDeployToAnotherNamespace(t *testing.T) {
 	saKubeconfig := serviceAccountKubeconfig(ctx, t, cp, ns)
 	config := configWithKubeconfig(t, []byte(cm.Data["scheduler-config.yaml"]), saKubeconfig)
 	var stderr bytes.Buffer
-	cmd := exec.Command(filepath.Join(binDir, "locus-scheduler"), append([]string{"--config", config, "--secure-port=0"}, args...)...)
+	cmd := exec.Command(filepath.Join(binDir, "locus-scheduler"), append(append([]string{"--config", config}, args...), extraArgs...)...)
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-
-	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-		lease, err := c.CoordinationV1().Leases(ns).Get(ctx, "locus-scheduler", metav1.GetOptions{})
-		return err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "", nil
-	}); err != nil {
-		t.Fatalf("no lease %s/locus-scheduler held: %v\nscheduler stderr:\n%s", ns, err, tail(stderr.String()))
-	}
-	if _, err := c.CoordinationV1().Leases("kube-system").Get(ctx, "locus-scheduler", metav1.GetOptions{}); err == nil {
-		t.Error("a lease in kube-system: the config file's namespace was used")
-	}
-	if strings.Contains(stderr.String(), "forbidden") {
-		t.Errorf("the scheduler hit RBAC denials:\n%s", grepLines(stderr.String(), "forbidden"))
-	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return &stderr
 }
