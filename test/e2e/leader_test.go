@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -234,6 +235,8 @@ type locusProcess struct {
 	cmd    *exec.Cmd
 	stderr *syncBuffer
 	exited chan struct{}
+	// killed is set when the test kills the process on purpose.
+	killed atomic.Bool
 }
 
 // startLocus starts bin/locus-scheduler with the config file; it is killed
@@ -251,6 +254,7 @@ func startLocus(t *testing.T, name, config string) *locusProcess {
 		close(p.exited)
 	}()
 	t.Cleanup(func() {
+		p.killed.Store(true)
 		_ = p.cmd.Process.Kill()
 		<-p.exited
 	})
