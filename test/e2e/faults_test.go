@@ -201,6 +201,21 @@ func (e *faultEnv) watchProcess(p *locusProcess) {
 	e.check.Process(p.name, done)
 }
 
+// twoReplicas starts two replicas of the shipped configuration and waits
+// for one to lead; the standby is watched (it must not exit).
+func (e *faultEnv) twoReplicas(t *testing.T) (replicas []*locusProcess, leader, standby *locusProcess) {
+	t.Helper()
+	config := e.config(t, e.apiServerAddr())
+	replicas = []*locusProcess{startLocus(t, "replica-a", config), startLocus(t, "replica-b", config)}
+	leader = waitLeader(e.ctx, t, 60*time.Second, replicas...)
+	standby = replicas[0]
+	if standby == leader {
+		standby = replicas[1]
+	}
+	e.watchProcess(standby)
+	return replicas, leader, standby
+}
+
 // kill SIGKILLs the process, as a node failure or an OOM kill would.
 func (p *locusProcess) kill(t *testing.T) {
 	t.Helper()
@@ -241,14 +256,7 @@ func (p *locusProcess) loggedAt(s string) (time.Time, bool) {
 func TestLeaderKilledWhileGangWaits(t *testing.T) {
 	e := startFaultEnv(t)
 	e.node(t, "node-0", "5")
-	config := e.config(t, e.apiServerAddr())
-	replicas := []*locusProcess{startLocus(t, "replica-a", config), startLocus(t, "replica-b", config)}
-	leader := waitLeader(e.ctx, t, 60*time.Second, replicas...)
-	standby := replicas[0]
-	if standby == leader {
-		standby = replicas[1]
-	}
-	e.watchProcess(standby)
+	replicas, leader, standby := e.twoReplicas(t)
 
 	const ns = "batch"
 	e.quota(t, ns, "8", "16")
@@ -291,14 +299,7 @@ func TestLeaderKilledWhileGangWaits(t *testing.T) {
 func TestLeaderKilledMidReclaim(t *testing.T) {
 	e := startFaultEnv(t)
 	e.node(t, "node-0", "4")
-	config := e.config(t, e.apiServerAddr())
-	replicas := []*locusProcess{startLocus(t, "replica-a", config), startLocus(t, "replica-b", config)}
-	leader := waitLeader(e.ctx, t, 60*time.Second, replicas...)
-	standby := replicas[0]
-	if standby == leader {
-		standby = replicas[1]
-	}
-	e.watchProcess(standby)
+	replicas, leader, standby := e.twoReplicas(t)
 
 	// The borrower (min 0) fills the node, borrowing the lender's unused
 	// min; the lender (min 4) has nothing yet.
