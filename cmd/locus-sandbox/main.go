@@ -89,7 +89,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "locus-sandbox: %v\n", err)
 		return 1
 	}
-	placements, err := sandbox.WaitAndReport(ctx, env.Client, *timeout)
+	placements, err := sandbox.WaitAndReport(ctx, env.Client, env.Dynamic, *timeout)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "locus-sandbox: %v\n", err)
 		return 1

@@ -90,4 +90,3 @@ func BenchmarkScore(b *testing.B) {
 		score(i)
 	}
 }
-

@@ -7,6 +7,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/sets"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -115,6 +116,33 @@ func (d *Data) LevelOf(node *v1.Node) Level {
 	default:
 		return LevelNone
 	}
+}
+
+// Closest is the closest level at which the data declares a location:
+// node (a Dataset node entry or a node-local volume), zone, region, or none.
+func (d *Data) Closest() Level {
+	switch {
+	case d == nil:
+		return LevelNone
+	case len(d.Nodes)+len(d.Hostnames) > 0:
+		return LevelNode
+	case len(d.Zones) > 0:
+		return LevelZone
+	case len(d.Regions) > 0:
+		return LevelRegion
+	default:
+		return LevelNone
+	}
+}
+
+// DataOf is where the given Datasets live, as the plugin reads them for a
+// pod that names them (without the pod's volumes).
+func DataOf(datasets ...*locusv1alpha1.Dataset) *Data {
+	d := &Data{}
+	for _, ds := range datasets {
+		d.addDataset(ds)
+	}
+	return d
 }
 
 // Score is the node's weighted bytes: bytes on the node count fully, bytes
@@ -261,7 +289,7 @@ func (g *gatherer) gather(pod *v1.Pod) (*Data, []string) {
 
 func (d *Data) addDataset(ds *locusv1alpha1.Dataset) {
 	for _, loc := range ds.Spec.Locations {
-		bytes := loc.Bytes.Value()
+		bytes := quantityBytes(loc.Bytes)
 		switch {
 		case loc.Node != "":
 			d.add(&d.Nodes, loc.Node, bytes)
@@ -277,15 +305,32 @@ func (d *Data) addDataset(ds *locusv1alpha1.Dataset) {
 // for, else the volume's size.
 func claimBytes(pvc *v1.PersistentVolumeClaim, pv *v1.PersistentVolume) int64 {
 	if q, ok := pvc.Status.Capacity[v1.ResourceStorage]; ok {
-		return q.Value()
+		return quantityBytes(q)
 	}
 	if q, ok := pvc.Spec.Resources.Requests[v1.ResourceStorage]; ok {
-		return q.Value()
+		return quantityBytes(q)
 	}
 	if q, ok := pv.Spec.Capacity[v1.ResourceStorage]; ok {
-		return q.Value()
+		return quantityBytes(q)
 	}
 	return 0
+}
+
+// maxBytes is the most bytes that an amount counts for.
+var maxBytes = *resource.NewQuantity(math.MaxInt64, resource.DecimalSI)
+
+// quantityBytes is q in bytes (a fraction rounded up): zero for a negative
+// amount, and at most math.MaxInt64. Quantity.Value alone wraps past it
+// ("9223372036854775808" reads as negative) or reads huge amounts such as
+// 1e30 as zero: a location declaring that much would count for nothing.
+func quantityBytes(q resource.Quantity) int64 {
+	if q.Sign() <= 0 {
+		return 0
+	}
+	if q.Cmp(maxBytes) >= 0 {
+		return math.MaxInt64
+	}
+	return q.Value()
 }
 
 // addVolume adds a volume's bytes where the volume lives. Its node affinity

@@ -14,8 +14,10 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -29,8 +31,8 @@ import (
 	"locus.dev/locus/apis/config/validation"
 	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
 	"locus.dev/locus/pkg/crdconfig"
+	"locus.dev/locus/pkg/crdinformer"
 	"locus.dev/locus/pkg/generated/clientset/versioned"
-	locusinformers "locus.dev/locus/pkg/generated/informers/externalversions/locus/v1alpha1"
 	locuslisters "locus.dev/locus/pkg/generated/listers/locus/v1alpha1"
 	"locus.dev/locus/pkg/metrics"
 )
@@ -45,6 +47,12 @@ type DataLocality struct {
 	pods    corelisters.PodLister
 	tracker *tracker
 	clock   clock.WithDelayedExecution
+	// missing says whether the API server served Datasets at their last
+	// list (the CRD may be missing, or deleted while the scheduler runs).
+	missing *crdinformer.Missing
+	// datasetsUnserved: the API server did not serve Datasets when the
+	// plugin was built, so no cluster event is registered for them.
+	datasetsUnserved bool
 }
 
 var _ framework.PreFilterPlugin = &DataLocality{}
@@ -74,13 +82,17 @@ const (
 	sweepInterval = 5 * time.Minute
 )
 
+var datasetsResource = locusv1alpha1.Resource("datasets")
+
 // Name returns the plugin's name.
 func (pl *DataLocality) Name() string { return Name }
 
 // New builds the plugin from its args. It reads Datasets through an informer
 // that it adds to the scheduler's informer factory, so the scheduler starts
-// and syncs it with its own informers before it schedules any pod. The
-// Dataset CRD must be installed.
+// and syncs it with its own informers before it schedules any pod. Where the
+// Dataset CRD is not installed (or is deleted), the plugin reads no Dataset:
+// pods that name Datasets are placed without their locality, and the log
+// says so.
 func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework.Plugin, error) {
 	args, ok := obj.(*config.DataLocalityArgs)
 	if !ok {
@@ -96,7 +108,24 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 	if err != nil {
 		return nil, fmt.Errorf("building the Dataset client: %w", err)
 	}
-	return newPlugin(ctx, *args, h, client, clock.RealClock{}), nil
+	pl := newPlugin(ctx, *args, h, client, clock.RealClock{})
+	pl.checkServed(client.Discovery())
+	return pl, nil
+}
+
+// checkServed asks the API server, once as the plugin is built, whether it
+// serves Datasets. If not, the plugin registers no cluster event for them:
+// the scheduler would build an informer of its own for Datasets and wait at
+// start for it to sync, which it never does.
+func (pl *DataLocality) checkServed(d discovery.DiscoveryInterface) {
+	if !crdinformer.Unserved(d, locusv1alpha1.SchemeGroupVersion, datasetsResource.Resource)[datasetsResource.Resource] {
+		return
+	}
+	pl.datasetsUnserved = true
+	pl.logger.Info("Warning: the API server does not serve this resource (is its CRD installed?); "+
+		"DataLocality reads no Dataset, so pods that name Datasets are placed without their data's locality. "+
+		"Once the CRD is installed, Datasets are read within about a minute, but their changes requeue no waiting pod until the scheduler restarts",
+		"resource", locusv1alpha1.DatasetResource)
 }
 
 // NewWithClient returns New for a plugin that reads Datasets through client
@@ -119,9 +148,15 @@ func newPlugin(ctx context.Context, args config.DataLocalityArgs, h framework.Ha
 	metrics.Register()
 	logger := klog.FromContext(ctx).WithValues("plugin", Name)
 	factory := h.SharedInformerFactory()
+	// A Dataset list that the API server does not serve (the CRD missing or
+	// deleted) reads as empty, so that the scheduler's start, which waits
+	// for every informer of its factory, does not wait forever.
+	missing := crdinformer.New(logger, Name)
+	dsClient := client.LocusV1alpha1().Datasets(v1.NamespaceAll)
 	datasets := factory.InformerFor(&locusv1alpha1.Dataset{}, func(_ kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-		return locusinformers.NewDatasetInformer(client, v1.NamespaceAll, resync,
-			cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+		return missing.Informer(datasetsResource, "pods that name Datasets are placed without their data's locality",
+			&locusv1alpha1.Dataset{}, &locusv1alpha1.DatasetList{}, resync,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return dsClient.List(ctx, o) }, dsClient.Watch)
 	})
 	core := factory.Core().V1()
 	pl := &DataLocality{
@@ -133,9 +168,10 @@ func newPlugin(ctx context.Context, args config.DataLocalityArgs, h framework.Ha
 			claims:   core.PersistentVolumeClaims().Lister(),
 			volumes:  core.PersistentVolumes().Lister(),
 		},
-		nodes: core.Nodes().Lister(),
-		pods:  core.Pods().Lister(),
-		clock: c,
+		nodes:   core.Nodes().Lister(),
+		pods:    core.Pods().Lister(),
+		clock:   c,
+		missing: missing,
 	}
 	pl.tracker = newTracker(c, func(pod *v1.Pod) {
 		logger.V(4).Info("locality wait moves to the next level", "pod", klog.KObj(pod))
@@ -240,9 +276,17 @@ func (pl *DataLocality) PreFilter(ctx context.Context, cycleState fwk.CycleState
 func (pl *DataLocality) gather(ctx context.Context, pod *v1.Pod) *Data {
 	d, missing := pl.data.gather(pod)
 	if fresh := pl.tracker.newlyMissing(pod, missing); len(fresh) > 0 {
-		klog.FromContext(ctx).V(4).Info("pod names Datasets that do not exist", "pod", klog.KObj(pod), "datasets", fresh)
+		// The names come from an annotation of up to 256 KiB: the log and
+		// the event name a few, clipped (the API server refuses events
+		// over 1,024 bytes).
+		names := listNames(fresh)
+		why := "it does not affect placement"
+		if pl.missing != nil && pl.missing.NotServed(datasetsResource) {
+			why += " (the API server does not serve " + datasetsResource.String() + ": is its CRD installed?)"
+		}
+		klog.FromContext(ctx).V(4).Info("pod names Datasets that do not exist", "pod", klog.KObj(pod), "datasets", names, "count", len(fresh))
 		pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeWarning, locusv1alpha1.EventReasonDatasetNotFound, "Scheduling",
-			"Dataset %s not found in namespace %s; it does not affect placement", strings.Join(fresh, ", "), pod.Namespace)
+			"Dataset %s not found in namespace %s; %s", names, pod.Namespace, why)
 	}
 	return d
 }
@@ -340,7 +384,9 @@ func (pl *DataLocality) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *v
 func (pl *DataLocality) ScoreExtensions() framework.ScoreExtensions { return pl }
 
 // PostBind counts the placement by the locality level achieved, for pods
-// that read data, and forgets the pod.
+// that read data, records a LocalityPlacement event when the pod landed
+// farther from its data than its closest declared location, and forgets
+// the pod.
 func (pl *DataLocality) PostBind(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodeName string) {
 	if !readsData(pod) {
 		return // never tracked, nothing to count
@@ -366,8 +412,14 @@ func (pl *DataLocality) PostBind(ctx context.Context, cycleState fwk.CycleState,
 	level := d.LevelOf(node)
 	metrics.LocalityPlacements.WithLabelValues(level.String()).Inc()
 	note := PlacementNote(d, node, level)
-	pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeNormal, locusv1alpha1.EventReasonLocalityPlacement, "Scheduled", "%s", note)
 	klog.FromContext(ctx).V(4).Info("placed near data", "pod", klog.KObj(pod), "node", nodeName, "level", level, "note", note)
+	// An event costs an API write per pod. A pod that landed as close to
+	// its data as the data allows is counted by the metric, and kubectl
+	// locus explain shows its locality; one that landed farther gets the
+	// event that says so.
+	if level > d.Closest() {
+		pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeNormal, locusv1alpha1.EventReasonLocalityPlacement, "Scheduled", "%s", note)
+	}
 }
 
 // PlacementNote says how near its data a pod landed:

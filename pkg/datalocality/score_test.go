@@ -1,6 +1,7 @@
 package datalocality
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -11,6 +12,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"locus.dev/locus/apis/config"
+	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
 	"locus.dev/locus/pkg/metrics"
 )
 
@@ -139,11 +141,15 @@ func TestPostBind(t *testing.T) {
 		pod       *v1.Pod
 		node      string
 		wantLevel string // "" for no count
+		// wantEvent: a LocalityPlacement event, for a pod that landed
+		// farther than its data's closest location.
+		wantEvent bool
 	}{
 		{name: "on the node with the data", pod: dataPod("cached").Obj(), node: "n1", wantLevel: metrics.LevelNode},
-		{name: "in the data's zone", pod: dataPod("cached").Obj(), node: "n2", wantLevel: metrics.LevelZone},
-		{name: "in the data's region", pod: dataPod("cached").Obj(), node: "n3", wantLevel: metrics.LevelRegion},
-		{name: "far from the data", pod: dataPod("cached").Obj(), node: "n4", wantLevel: metrics.LevelNone},
+		{name: "in the data's zone", pod: dataPod("cached").Obj(), node: "n2", wantLevel: metrics.LevelZone, wantEvent: true},
+		{name: "in the data's region", pod: dataPod("cached").Obj(), node: "n3", wantLevel: metrics.LevelRegion, wantEvent: true},
+		{name: "far from the data", pod: dataPod("cached").Obj(), node: "n4", wantLevel: metrics.LevelNone, wantEvent: true},
+		{name: "in the zone of data that has no node location", pod: dataPod("zonal").Obj(), node: "n3", wantLevel: metrics.LevelZone},
 		{name: "a pod whose Datasets are unknown", pod: dataPod("nope").Obj(), node: "n4", wantLevel: metrics.LevelNone},
 		{name: "a node-local volume", pod: dataPod("").PVC("local").Obj(), node: "n5", wantLevel: metrics.LevelNode},
 		{name: "a pod that reads no data is not counted", pod: dataPod("").Obj(), node: "n1"},
@@ -180,6 +186,15 @@ func TestPostBind(t *testing.T) {
 			}
 			if diff := cmp.Diff(want, after); diff != "" {
 				t.Errorf("placements by level (-want,+got):\n%s", diff)
+			}
+			var placed []string
+			for _, e := range p.events() {
+				if strings.Contains(e, locusv1alpha1.EventReasonLocalityPlacement) {
+					placed = append(placed, e)
+				}
+			}
+			if got := len(placed) > 0; got != tt.wantEvent {
+				t.Errorf("LocalityPlacement events %q, want one: %v", placed, tt.wantEvent)
 			}
 		})
 	}

@@ -12,11 +12,14 @@ import (
 	v1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	podutil "k8s.io/kubernetes/pkg/api/v1/pod"
 
 	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
+	"locus.dev/locus/pkg/datalocality"
 )
 
 // Placement is where one pod landed, or why it waits.
@@ -46,8 +49,11 @@ func scheduledCondition(p *v1.Pod) *v1.PodCondition {
 }
 
 // WaitAndReport waits until every pod is bound or unschedulable (at most
-// timeout), then reads each pod's placement and the scheduler's reason.
-func WaitAndReport(ctx context.Context, client kubernetes.Interface, timeout time.Duration) ([]Placement, error) {
+// timeout), then reads each pod's placement and the scheduler's reason. A
+// pod that reads Datasets and got no LocalityPlacement event (locus records
+// one only when a pod lands farther than its data's closest location) gets
+// the same note, computed from its Datasets and node.
+func WaitAndReport(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface, timeout time.Duration) ([]Placement, error) {
 	var pods []v1.Pod
 	// Settled for a second in a row: controllers (Jobs, CronJobs) create
 	// pods after the scenario is applied.
@@ -91,7 +97,11 @@ func WaitAndReport(ctx context.Context, client kubernetes.Interface, timeout tim
 				pl.Why = "not tried yet"
 			}
 		} else {
-			pl.Why = placementReason(byPod[key])
+			evs := byPod[key]
+			if note := localityNote(ctx, client, dyn, p, evs); note != "" {
+				evs = append(evs, eventsv1.Event{Reason: locusv1alpha1.EventReasonLocalityPlacement, Note: note})
+			}
+			pl.Why = placementReason(evs)
 		}
 		out = append(out, pl)
 	}
@@ -120,6 +130,37 @@ func placementReason(events []eventsv1.Event) string {
 		}
 	}
 	return strings.Join(why, "; ")
+}
+
+// localityNote is the LocalityPlacement note of a bound pod that reads
+// Datasets and has no such event, "" otherwise.
+func localityNote(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface, pod *v1.Pod, events []eventsv1.Event) string {
+	names := datalocality.DatasetNames(pod)
+	if len(names) == 0 {
+		return ""
+	}
+	for _, e := range events {
+		if e.Reason == locusv1alpha1.EventReasonLocalityPlacement {
+			return ""
+		}
+	}
+	var datasets []*locusv1alpha1.Dataset
+	for _, name := range names {
+		u, err := dyn.Resource(locusv1alpha1.SchemeGroupVersion.WithResource("datasets")).Namespace(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			continue
+		}
+		ds := &locusv1alpha1.Dataset{}
+		if runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, ds) == nil {
+			datasets = append(datasets, ds)
+		}
+	}
+	node, err := client.CoreV1().Nodes().Get(ctx, pod.Spec.NodeName, metav1.GetOptions{})
+	if err != nil || len(datasets) == 0 {
+		return ""
+	}
+	d := datalocality.DataOf(datasets...)
+	return datalocality.PlacementNote(d, node, d.LevelOf(node))
 }
 
 // Print writes the placements as a table.
