@@ -42,6 +42,14 @@ type ControlPlane struct {
 type Options struct {
 	// APIServerFlags are extra kube-apiserver flags.
 	APIServerFlags []string
+	// ServiceAccountAdmission leaves the ServiceAccount admission plugin on,
+	// as in a real cluster: a pod must then name a ServiceAccount that
+	// exists (the "default" one when it names none), and no controller
+	// creates "default" unless the test runs kube-controller-manager's
+	// serviceaccount-controller (StartControllerManager) or creates it.
+	// Off by default: most tests create pods in namespaces that have no
+	// ServiceAccount at all.
+	ServiceAccountAdmission bool
 }
 
 // StartControlPlane starts embedded etcd and a kube-apiserver on loopback.
@@ -54,10 +62,12 @@ func StartControlPlane(t TB, opts Options) *ControlPlane {
 		Prefix:    "/registry",
 		Transport: storagebackend.TransportConfig{ServerList: []string{endpoint}},
 	}
-	flags := append([]string{
+	var flags []string
+	if !opts.ServiceAccountAdmission {
 		// Pods name service accounts that no controller creates here.
-		"--disable-admission-plugins=ServiceAccount",
-	}, opts.APIServerFlags...)
+		flags = append(flags, "--disable-admission-plugins=ServiceAccount")
+	}
+	flags = append(flags, opts.APIServerFlags...)
 	server, err := kubeapiservertesting.StartTestServer(t, nil, flags, storage)
 	if err != nil {
 		t.Fatalf("starting kube-apiserver: %v", err)

@@ -4,16 +4,21 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/klog/v2/ktesting"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
@@ -21,21 +26,37 @@ import (
 	"sigs.k8s.io/yaml"
 
 	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
+	"locus.dev/locus/manifests"
 	"locus.dev/locus/pkg/batchquota"
 	"locus.dev/locus/pkg/crdconfig"
 	"locus.dev/locus/pkg/testenv"
 )
 
+// exampleFiles are the files of examples/ in the order a user applies them:
+// a namespace's file before the files that put workloads into it.
+// TestExamples fails if examples/ holds a file that is not listed.
+var exampleFiles = []string{"data-platform.yaml", "payments-pci.yaml", "airflow-pod-template.yaml", "dagster-run-job.yaml",
+	"prefect-job.yaml", "cronjob.yaml", "spark-gang.yaml", "prometheus-scrape.yaml", "prometheus-servicemonitor.yaml"}
+
 // TestExamples applies every file in examples/ with kubectl, as a user
 // would, to a control plane with kube-controller-manager, kube-scheduler and
 // locus-scheduler, and checks where the seed workloads land. The Spark job
 // is started the way Spark starts it (runSparkJob).
+//
+// The API server admits pods as a cluster's does: the ServiceAccount
+// admission plugin is on (a pod's ServiceAccount must exist), and
+// kube-controller-manager runs, besides the workload controllers, the
+// serviceaccount-controller (the "default" ServiceAccount of every
+// namespace, and nothing else) and the resourcequota-controller (so that
+// ResourceQuotas are enforced at admission). Every other ServiceAccount,
+// Namespace and Secret that an example refers to must come from examples/.
+// The ServiceMonitor's CRD is a minimal one (testdata/servicemonitor-crd.yaml),
+// so that the ServiceMonitor is checked against a schema.
 func TestExamples(t *testing.T) {
 	_, ctx := ktesting.NewTestContext(t)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	env := testenv.Start(ctx, t, nil)
-	env.StartControllerManager(ctx, t)
+	env := startExamplesEnv(ctx, t)
 	c := env.Client
 	kc := env.KubeconfigFile(t)
 
@@ -53,13 +74,33 @@ func TestExamples(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := testenv.CreateNamespace(ctx, c, "monitoring", nil); err != nil {
+
+	// Every file of examples/ is applied.
+	all, err := filepath.Glob("../../examples/*.yaml")
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"data-platform.yaml", "payments-pci.yaml", "airflow-pod-template.yaml", "dagster-run-job.yaml",
-		"prefect-job.yaml", "cronjob.yaml", "spark-gang.yaml", "prometheus-scrape.yaml"} {
+	for _, f := range all {
+		if !slices.Contains(exampleFiles, filepath.Base(f)) {
+			t.Errorf("examples/%s is not applied by TestExamples: add it to exampleFiles", filepath.Base(f))
+		}
+	}
+	if out, err := kubectl(t, kc, "apply", "-f", "testdata/servicemonitor-crd.yaml"); err != nil {
+		t.Fatalf("kubectl apply -f testdata/servicemonitor-crd.yaml: %v\n%s", err, out)
+	}
+	if out, err := kubectl(t, kc, "wait", "--for=condition=Established", "--timeout=30s", "crd/servicemonitors.monitoring.coreos.com"); err != nil {
+		t.Fatalf("ServiceMonitor CRD: %v\n%s", err, out)
+	}
+	for _, f := range exampleFiles {
 		if out, err := kubectl(t, kc, "apply", "-f", "../../examples/"+f); err != nil {
 			t.Fatalf("kubectl apply -f examples/%s: %v\n%s", f, err, out)
+		}
+		if f == "data-platform.yaml" {
+			// The resourcequota-controller has computed the new quota's
+			// usage: until then the API server refuses the namespace's
+			// pods ("status unknown for quota"), as in any cluster in the
+			// moment after a ResourceQuota is created.
+			waitForQuotaStatus(ctx, t, c, "data-platform", "data-platform-quota")
 		}
 	}
 
@@ -115,12 +156,176 @@ func TestExamples(t *testing.T) {
 	if !strings.Contains(msg, "missing certification soc2") {
 		t.Errorf("tokenize-batch waits with %q, want it to name the missing soc2", msg)
 	}
+	// A run of the CronJob, started by hand: its pod is admitted under the
+	// namespace's ResourceQuota (the LimitRange gives it limits) and stays
+	// in the us residency group.
+	if out, err := kubectl(t, kc, "create", "job", "nightly-export-manual", "--from=cronjob/nightly-export", "-n", "data-platform"); err != nil {
+		t.Fatalf("kubectl create job --from=cronjob/nightly-export: %v\n%s", err, out)
+	}
+	for _, n := range nodeOf("data-platform", "job-name=nightly-export-manual", 1) {
+		if n == "eu-1" {
+			t.Errorf("nightly-export pod on %s, outside its us residency group", n)
+		}
+	}
 	runSparkJob(ctx, t, env, kc)
-	// The CronJob and the scrape configuration exist as written.
-	for _, obj := range []string{"cronjob/nightly-export -n data-platform", "clusterrole/prometheus-locus-metrics", "configmap/prometheus-locus-scrape -n monitoring"} {
+	// The scrape configuration, the ServiceMonitor and what they refer to
+	// exist as written.
+	for _, obj := range []string{"clusterrolebinding/prometheus-locus-metrics", "configmap/prometheus-locus-scrape -n monitoring",
+		"rolebinding/prometheus-locus-discovery -n kube-system", "servicemonitor/locus-scheduler -n monitoring",
+		"service/locus-scheduler-metrics -n kube-system", "secret/locus-metrics-reader-token -n monitoring",
+		"clusterrolebinding/locus-metrics-reader"} {
 		if out, err := kubectl(t, kc, append([]string{"get"}, strings.Fields(obj)...)...); err != nil {
 			t.Errorf("kubectl get %s: %v\n%s", obj, err, out)
 		}
+	}
+	// The ServiceMonitor's Service selects the scheduler's pods and names
+	// their metrics port; the ServiceMonitor selects the Service.
+	checkServiceMonitor(t)
+}
+
+// startExamplesEnv is testenv.Start with the ServiceAccount admission plugin
+// on, and kube-controller-manager with the workload controllers, the
+// serviceaccount-controller and the resourcequota-controller.
+func startExamplesEnv(ctx context.Context, t *testing.T) *testenv.Env {
+	t.Helper()
+	cp := testenv.StartControlPlane(t, testenv.Options{ServiceAccountAdmission: true})
+	cp.StartControllerManager(ctx, t, "serviceaccount-controller", "resourcequota-controller")
+	if err := testenv.InstallCRDs(ctx, cp.Config); err != nil {
+		t.Fatalf("installing CRDs: %v", err)
+	}
+	env := &testenv.Env{ControlPlane: cp, Dynamic: mustDynamic(t, cp)}
+	env.Default = env.StartScheduler(ctx, t, []byte(testenv.DefaultSchedulerConfig))
+	env.Locus = env.StartScheduler(ctx, t, manifests.SchedulerConfig)
+	return env
+}
+
+// waitForQuotaStatus waits until the resourcequota-controller has written
+// the ResourceQuota's status.
+func waitForQuotaStatus(ctx context.Context, t *testing.T, c kubernetes.Interface, ns, name string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		rq, err := c.CoreV1().ResourceQuotas(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return len(rq.Status.Hard) > 0 && len(rq.Status.Used) > 0, nil
+	})
+	if err != nil {
+		t.Fatalf("ResourceQuota %s/%s: no status from the resourcequota-controller: %v", ns, name, err)
+	}
+}
+
+// checkServiceMonitor checks examples/prometheus-servicemonitor.yaml against
+// the Deployment of manifests/base: the Service selects the Deployment's
+// pods and targets the port that serves /metrics, and the ServiceMonitor
+// selects the Service by its labels, in the Deployment's namespace, on the
+// Service's port name, with the token Secret of the same file.
+func checkServiceMonitor(t *testing.T) {
+	t.Helper()
+	var dep appsv1.Deployment
+	decodeFile(t, "../../manifests/base/deployment.yaml", &dep)
+	var (
+		svc v1.Service
+		sm  struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+			Spec     struct {
+				NamespaceSelector struct {
+					MatchNames []string `json:"matchNames"`
+				} `json:"namespaceSelector"`
+				Selector  metav1.LabelSelector `json:"selector"`
+				Endpoints []struct {
+					Port          string `json:"port"`
+					Path          string `json:"path"`
+					Scheme        string `json:"scheme"`
+					Authorization struct {
+						Credentials struct {
+							Name string `json:"name"`
+						} `json:"credentials"`
+					} `json:"authorization"`
+				} `json:"endpoints"`
+			} `json:"spec"`
+		}
+		secret v1.Secret
+	)
+	data, err := os.ReadFile("../../examples/prometheus-servicemonitor.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatal(err)
+		}
+		var into any
+		switch meta.Kind {
+		case "Service":
+			into = &svc
+		case "ServiceMonitor":
+			into = &sm
+		case "Secret":
+			into = &secret
+		default:
+			continue
+		}
+		if err := yaml.Unmarshal([]byte(doc), into); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	pod := dep.Spec.Template
+	if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(pod.Labels)) || len(svc.Spec.Selector) == 0 {
+		t.Errorf("Service %s selects %v, not the scheduler's pods (labels %v)", svc.Name, svc.Spec.Selector, pod.Labels)
+	}
+	if svc.Namespace != dep.Namespace {
+		t.Errorf("Service in %s, the scheduler in %s", svc.Namespace, dep.Namespace)
+	}
+	var metricsPort v1.ContainerPort
+	for _, p := range pod.Spec.Containers[0].Ports {
+		if p.ContainerPort == 10259 {
+			metricsPort = p
+		}
+	}
+	if metricsPort.Name == "" {
+		t.Fatalf("the Deployment's container names no port 10259: %v", pod.Spec.Containers[0].Ports)
+	}
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != metricsPort.Name {
+		t.Errorf("Service ports %v, want one targeting the container port %q", svc.Spec.Ports, metricsPort.Name)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&sm.Spec.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sel.Matches(labels.Set(svc.Labels)) {
+		t.Errorf("ServiceMonitor selects %v, not the Service (labels %v)", sel, svc.Labels)
+	}
+	if !slices.Contains(sm.Spec.NamespaceSelector.MatchNames, svc.Namespace) {
+		t.Errorf("ServiceMonitor looks in %v, the Service is in %s", sm.Spec.NamespaceSelector.MatchNames, svc.Namespace)
+	}
+	if len(sm.Spec.Endpoints) != 1 {
+		t.Fatalf("ServiceMonitor endpoints %+v, want one", sm.Spec.Endpoints)
+	}
+	ep := sm.Spec.Endpoints[0]
+	if len(svc.Spec.Ports) == 1 && ep.Port != svc.Spec.Ports[0].Name {
+		t.Errorf("ServiceMonitor port %q, the Service's port is %q", ep.Port, svc.Spec.Ports[0].Name)
+	}
+	if ep.Scheme != "https" || ep.Path != "/metrics" {
+		t.Errorf("ServiceMonitor scrapes %s %s, want https /metrics", ep.Scheme, ep.Path)
+	}
+	if ep.Authorization.Credentials.Name != secret.Name || secret.Namespace != sm.Metadata.Namespace {
+		t.Errorf("ServiceMonitor %s/%s sends the token of Secret %q, the file's Secret is %s/%s",
+			sm.Metadata.Namespace, sm.Metadata.Name, ep.Authorization.Credentials.Name, secret.Namespace, secret.Name)
+	}
+}
+
+// decodeFile reads one Kubernetes object from a YAML file.
+func decodeFile(t *testing.T, path string, into any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, into); err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 }
 
