@@ -49,6 +49,7 @@ import (
 	"locus.dev/locus/pkg/batchquota/gang"
 	"locus.dev/locus/pkg/batchquota/quota"
 	"locus.dev/locus/pkg/crdconfig"
+	"locus.dev/locus/pkg/crdinformer"
 	"locus.dev/locus/pkg/leader"
 	"locus.dev/locus/pkg/metrics"
 )
@@ -137,7 +138,8 @@ type BatchQuota struct {
 	// warned remembers the quotas warned of MultipleQuotas, by UID.
 	warned *gang.Set
 	// unserved holds the custom resources (by their event name) that the
-	// API server did not serve when the plugin was built.
+	// API server did not serve when the plugin was built (asked only of a
+	// real API server).
 	unserved map[string]bool
 	// reclaimedPods remembers the victims this plugin reclaimed until the
 	// informer shows them gone, so that they are not picked twice.
@@ -186,7 +188,15 @@ func newWithLeader(ctx context.Context, obj runtime.Object, h framework.Handle, 
 	if err != nil {
 		return nil, fmt.Errorf("building the scheduling.x-k8s.io client: %w", err)
 	}
-	return newPlugin(ctx, *args, h, client, e, time.Now)
+	pl, err := newPlugin(ctx, *args, h, client, e, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	// Only a real API server is asked what it serves: the what-if engine's
+	// fake clientset serves both resources, but its discovery answers
+	// NotFound, which made every `kubectl locus` run warn of missing CRDs.
+	pl.unserved = unserved(client, pl.logger)
+	return pl, nil
 }
 
 func validArgs(obj runtime.Object) (*config.BatchQuotaArgs, error) {
@@ -209,15 +219,20 @@ func newPlugin(ctx context.Context, args config.BatchQuotaArgs, h framework.Hand
 	metrics.RegisterBatchQuota()
 	logger := klog.FromContext(ctx).WithValues("plugin", Name)
 	factory := h.SharedInformerFactory()
-	missing := &missingCRDs{logger: logger}
+	// Where the API server does not serve ElasticQuotas or PodGroups (their
+	// CRD is not installed, or was deleted), none exists: no namespace is
+	// limited by a quota, no PodGroup exists. Their lists then read as
+	// empty, so that neither the scheduler's start (which waits for every
+	// informer of its factory) nor BatchQuota's counts wait forever.
+	missing := crdinformer.New(logger, Name)
 	eqs := client.SchedulingV1alpha1().ElasticQuotas(metav1.NamespaceAll)
 	eqInformer := factory.InformerFor(&schedv1alpha1.ElasticQuota{}, func(_ kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-		return missing.informer("elasticquotas", &schedv1alpha1.ElasticQuota{}, &schedv1alpha1.ElasticQuotaList{}, resync,
+		return missing.Informer(elasticQuotas, "no namespace is limited by a quota", &schedv1alpha1.ElasticQuota{}, &schedv1alpha1.ElasticQuotaList{}, resync,
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return eqs.List(ctx, o) }, eqs.Watch)
 	})
 	pgs := client.SchedulingV1alpha1().PodGroups(metav1.NamespaceAll)
 	pgInformer := factory.InformerFor(&schedv1alpha1.PodGroup{}, func(_ kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-		return missing.informer("podgroups", &schedv1alpha1.PodGroup{}, &schedv1alpha1.PodGroupList{}, resync,
+		return missing.Informer(podGroups, "pods labelled for a PodGroup wait for it", &schedv1alpha1.PodGroup{}, &schedv1alpha1.PodGroupList{}, resync,
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return pgs.List(ctx, o) }, pgs.Watch)
 	})
 	podInformer := factory.Core().V1().Pods()
@@ -229,7 +244,6 @@ func newPlugin(ctx context.Context, args config.BatchQuotaArgs, h framework.Hand
 		logger:        logger,
 		handle:        h,
 		args:          args,
-		unserved:      unserved(ctx, client, logger),
 		profile:       profile,
 		leader:        e,
 		cache:         quota.NewCache(),

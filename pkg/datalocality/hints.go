@@ -24,12 +24,20 @@ import (
 // away (freeing room), a Dataset that the pod reads changes, or the pod's own
 // annotations change.
 func (pl *DataLocality) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWithHint, error) {
-	return []fwk.ClusterEventWithHint{
+	events := []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeLabel}, QueueingHintFn: pl.isSchedulableAfterNodeChange},
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: pl.isSchedulableAfterPodDeleted},
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Update}, QueueingHintFn: pl.isSchedulableAfterPodUpdate},
-		{Event: fwk.ClusterEvent{Resource: locusv1alpha1.DatasetResource, ActionType: fwk.All}, QueueingHintFn: pl.isSchedulableAfterDatasetChange},
-	}, nil
+	}
+	// The scheduler watches Datasets through an informer of its own and
+	// waits for it at start: where the API server does not serve them (the
+	// CRD missing), it would wait forever. Waiting pods then come back on
+	// their timers, on node and pod events, or within the scheduler's
+	// periodic flush.
+	if !pl.datasetsUnserved {
+		events = append(events, fwk.ClusterEventWithHint{Event: fwk.ClusterEvent{Resource: locusv1alpha1.DatasetResource, ActionType: fwk.All}, QueueingHintFn: pl.isSchedulableAfterDatasetChange})
+	}
+	return events, nil
 }
 
 // isSchedulableAfterNodeChange queues a waiting pod when a node becomes near

@@ -34,7 +34,7 @@ func LocalityWait(pod *v1.Pod, def time.Duration) (time.Duration, error) {
 	}
 	wait, err := time.ParseDuration(value)
 	if err != nil || wait < 0 {
-		return 0, fmt.Errorf(ErrReasonInvalidWaitFmt, locusv1alpha1.AnnotationLocalityWait, value)
+		return 0, fmt.Errorf(ErrReasonInvalidWaitFmt, locusv1alpha1.AnnotationLocalityWait, clip(value))
 	}
 	return wait, nil
 }
