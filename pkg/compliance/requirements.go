@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
+	"locus.dev/locus/pkg/message"
 	"locus.dev/locus/pkg/metrics"
 )
 
@@ -87,7 +88,7 @@ func ParseRequirements(pod *v1.Pod, ns *v1.Namespace, residency map[string][]str
 			}
 			if errs := validation.IsDNS1123Label(s); len(errs) != 0 {
 				return nil, fmt.Errorf("invalid standard %q in %s annotation %s: must be a lowercase DNS label such as pci-dss",
-					s, src.what, locusv1alpha1.AnnotationCompliance)
+					message.Clip(s), src.what, locusv1alpha1.AnnotationCompliance)
 			}
 			standards.Insert(s)
 		}
@@ -103,7 +104,7 @@ func ParseRequirements(pod *v1.Pod, ns *v1.Namespace, residency map[string][]str
 	switch {
 	case podHas && nsHas && podGroup != nsGroup:
 		return nil, fmt.Errorf("conflicting %s: pod says %q, namespace %s says %q",
-			locusv1alpha1.AnnotationDataResidency, podGroup, pod.Namespace, nsGroup)
+			locusv1alpha1.AnnotationDataResidency, message.Clip(podGroup), pod.Namespace, message.Clip(nsGroup))
 	case podHas:
 		req.Residency = podGroup
 	case nsHas:
@@ -118,7 +119,7 @@ func ParseRequirements(pod *v1.Pod, ns *v1.Namespace, residency map[string][]str
 			}
 			sort.Strings(known)
 			return nil, fmt.Errorf("unknown data residency group %q in %s (known: %s)",
-				req.Residency, locusv1alpha1.AnnotationDataResidency, strings.Join(known, ", "))
+				message.Clip(req.Residency), locusv1alpha1.AnnotationDataResidency, strings.Join(known, ", "))
 		}
 		req.Regions = sets.New(regions...)
 		req.outside = fmt.Sprintf(ErrReasonResidencyFmt, req.Residency)

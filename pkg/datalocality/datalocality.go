@@ -34,6 +34,7 @@ import (
 	"locus.dev/locus/pkg/crdinformer"
 	"locus.dev/locus/pkg/generated/clientset/versioned"
 	locuslisters "locus.dev/locus/pkg/generated/listers/locus/v1alpha1"
+	"locus.dev/locus/pkg/message"
 	"locus.dev/locus/pkg/metrics"
 )
 
@@ -279,7 +280,7 @@ func (pl *DataLocality) gather(ctx context.Context, pod *v1.Pod) *Data {
 		// The names come from an annotation of up to 256 KiB: the log and
 		// the event name a few, clipped (the API server refuses events
 		// over 1,024 bytes).
-		names := listNames(fresh)
+		names := message.List(fresh)
 		why := "it does not affect placement"
 		if pl.missing != nil && pl.missing.NotServed(datasetsResource) {
 			why += " (the API server does not serve " + datasetsResource.String() + ": is its CRD installed?)"

@@ -8,6 +8,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 
 	locusv1alpha1 "locus.dev/locus/apis/locus/v1alpha1"
+	"locus.dev/locus/pkg/message"
 )
 
 // The locality wait, like Spark's spark.locality.wait, steps through levels.
@@ -34,7 +35,7 @@ func LocalityWait(pod *v1.Pod, def time.Duration) (time.Duration, error) {
 	}
 	wait, err := time.ParseDuration(value)
 	if err != nil || wait < 0 {
-		return 0, fmt.Errorf(ErrReasonInvalidWaitFmt, locusv1alpha1.AnnotationLocalityWait, clip(value))
+		return 0, fmt.Errorf(ErrReasonInvalidWaitFmt, locusv1alpha1.AnnotationLocalityWait, message.Clip(value))
 	}
 	return wait, nil
 }

@@ -18,6 +18,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -299,14 +300,21 @@ func (c *Checker) checkAggregate(pod *v1.Pod, req reqs) {
 		if !named[r] {
 			continue
 		}
+		// Saturating sums: quotas may state amounts near int64's limit.
 		var total, guaranteed int64
+		add := func(a, b int64) int64 {
+			if b > 0 && a > math.MaxInt64-b {
+				return math.MaxInt64
+			}
+			return a + b
+		}
 		for ns := range namespaces {
 			min, _, nsNamed := c.limits(ns)
 			if !nsNamed[r] {
 				continue
 			}
-			guaranteed += min[r]
-			total += c.used(ns)[r]
+			guaranteed = add(guaranteed, min[r])
+			total = add(total, c.used(ns)[r])
 		}
 		if total > guaranteed {
 			c.violate("aggregate: %s/%s bound while all quotas use %s of %s, over the sum of their min %s",

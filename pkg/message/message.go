@@ -1,4 +1,6 @@
-package datalocality
+// Package message bounds what user-supplied values contribute to reasons,
+// events and log lines.
+package message
 
 import (
 	"fmt"
@@ -17,9 +19,9 @@ const (
 	maxListed = 5
 )
 
-// clip returns s cut to at most maxQuoted bytes (at a rune boundary), with
+// Clip returns s cut to at most maxQuoted bytes (at a rune boundary), with
 // an ellipsis and s's length when it was cut.
-func clip(s string) string {
+func Clip(s string) string {
 	if len(s) <= maxQuoted {
 		return s
 	}
@@ -30,16 +32,16 @@ func clip(s string) string {
 	return fmt.Sprintf("%s... (%d bytes)", s[:cut], len(s))
 }
 
-// listNames joins names, each clipped, the first maxListed of them, and
+// List joins names, each clipped, the first maxListed of them, and
 // says how many more there are.
-func listNames(names []string) string {
+func List(names []string) string {
 	shown := names
 	if len(shown) > maxListed {
 		shown = shown[:maxListed]
 	}
 	parts := make([]string, 0, len(shown))
 	for _, n := range shown {
-		parts = append(parts, clip(n))
+		parts = append(parts, Clip(n))
 	}
 	out := strings.Join(parts, ", ")
 	if more := len(names) - len(shown); more > 0 {
