@@ -7,23 +7,33 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0
 KUBE_VERSION := $(shell $(GO) list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}}' k8s.io/kubernetes)
 LDFLAGS := -X locus.dev/locus/pkg/version.version=$(VERSION) -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION)
 
-.PHONY: all build test test-unit test-integration test-race verify fuzz update demo bench clean
+# The real Helm that test/e2e renders and lints charts/locus with, built
+# from the Go module proxy (the test builds it there too when bin/helm is
+# missing or another version, reading the version from this line).
+HELM_VERSION := v3.19.5
+
+.PHONY: all build helm test test-unit test-integration test-race verify fuzz update demo bench clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
+# bin/helm at HELM_VERSION (a no-op when it is built already).
+helm:
+	GOBIN=$(abspath $(BIN)) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
 # Everything: unit tests, integration tests on a real in-process
-# kube-apiserver, and the race detector on the packages with concurrency.
-test:
+# kube-apiserver (test/e2e also renders, lints and installs charts/locus
+# with bin/helm), and the race detector on the packages with concurrency.
+test: helm
 	$(GO) test -count=1 ./...
 	$(MAKE) test-race
 
 test-unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
 
-test-integration:
+test-integration: helm
 	$(GO) test -count=1 ./test/...
 
 test-race:
@@ -43,6 +53,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCache$$' -fuzztime $(FUZZTIME) ./pkg/batchquota/quota
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequirements$$' -fuzztime $(FUZZTIME) ./pkg/compliance
 	$(GO) test -run '^$$' -fuzz '^FuzzAnnotations$$' -fuzztime $(FUZZTIME) ./pkg/datalocality
+	$(GO) test -run '^$$' -fuzz '^FuzzDataset$$' -fuzztime $(FUZZTIME) ./pkg/datalocality
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateArgs$$' -fuzztime $(FUZZTIME) ./apis/config/validation
 
 update:
@@ -59,5 +70,27 @@ demo:
 bench:
 	test/bench/run.sh
 
+# A release, offline (only the Go module proxy): make release VERSION=v0.1.0
+# writes into $(DIST) the kubectl-locus and locus-scheduler archives of each
+# platform in PLATFORMS, checksums.txt, the krew manifest locus.yaml (uris
+# under RELEASE_URL), the install manifest locus-$(VERSION).yaml (image
+# $(IMAGE_REPO):$(VERSION)), locus-crds-$(VERSION).yaml, and the image as an
+# OCI layout tarball (hack/release; its test: go test ./hack/release).
+# Every file is reproducible: its times are SOURCE_DATE_EPOCH (the commit's).
+DIST := dist
+IMAGE_REPO ?= ghcr.io/locus-dev/locus-scheduler
+SOURCE_URL ?= https://github.com/locus-dev/locus
+RELEASE_URL ?= $(SOURCE_URL)/releases/download/$(VERSION)
+PLATFORMS ?= linux/amd64,linux/arm64,darwin/amd64,darwin/arm64
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+
+.PHONY: release
+release:
+	rm -rf $(DIST)
+	$(GO) run ./hack/release -version '$(VERSION)' -ldflags '$(LDFLAGS)' -platforms '$(PLATFORMS)' \
+		-image-repo '$(IMAGE_REPO)' -source-url '$(SOURCE_URL)' -release-url '$(RELEASE_URL)' \
+		-revision '$(REVISION)' -source-date-epoch '$(SOURCE_DATE_EPOCH)' -out $(DIST)
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)

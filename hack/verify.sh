@@ -26,7 +26,7 @@ done
 # Regenerate into a scratch copy of the tree and compare.
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-tar --exclude=./bin --exclude=./.git -cf - . | tar -C "$scratch" -xf -
+tar --exclude=./bin --exclude=./.git --exclude=./dist -cf - . | tar -C "$scratch" -xf -
 (cd "$scratch" && hack/update-codegen.sh >/dev/null && hack/update-crds.sh >/dev/null)
 for f in $(cd "$scratch" && find . -name 'zz_generated.*.go' -o -path './manifests/crds/*.yaml' -o -path './pkg/generated/*' -type f); do
   if ! cmp -s "$scratch/$f" "$f"; then
