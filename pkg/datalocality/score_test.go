@@ -141,13 +141,13 @@ func TestPostBind(t *testing.T) {
 		pod       *v1.Pod
 		node      string
 		wantLevel string // "" for no count
-		// wantEvent: a LocalityPlacement event, for a pod that landed
-		// farther than its data's closest location.
+		// wantEvent: a LocalityPlacement event, for a pod that got no
+		// locality though its data has a location.
 		wantEvent bool
 	}{
 		{name: "on the node with the data", pod: dataPod("cached").Obj(), node: "n1", wantLevel: metrics.LevelNode},
-		{name: "in the data's zone", pod: dataPod("cached").Obj(), node: "n2", wantLevel: metrics.LevelZone, wantEvent: true},
-		{name: "in the data's region", pod: dataPod("cached").Obj(), node: "n3", wantLevel: metrics.LevelRegion, wantEvent: true},
+		{name: "in the data's zone", pod: dataPod("cached").Obj(), node: "n2", wantLevel: metrics.LevelZone},
+		{name: "in the data's region", pod: dataPod("cached").Obj(), node: "n3", wantLevel: metrics.LevelRegion},
 		{name: "far from the data", pod: dataPod("cached").Obj(), node: "n4", wantLevel: metrics.LevelNone, wantEvent: true},
 		{name: "in the zone of data that has no node location", pod: dataPod("zonal").Obj(), node: "n3", wantLevel: metrics.LevelZone},
 		{name: "a pod whose Datasets are unknown", pod: dataPod("nope").Obj(), node: "n4", wantLevel: metrics.LevelNone},

@@ -51,7 +51,7 @@ func scheduledCondition(p *v1.Pod) *v1.PodCondition {
 // WaitAndReport waits until every pod is bound or unschedulable (at most
 // timeout), then reads each pod's placement and the scheduler's reason. A
 // pod that reads Datasets and got no LocalityPlacement event (locus records
-// one only when a pod lands farther than its data's closest location) gets
+// one only for a pod that got no locality at all) gets
 // the same note, computed from its Datasets and node.
 func WaitAndReport(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface, timeout time.Duration) ([]Placement, error) {
 	var pods []v1.Pod

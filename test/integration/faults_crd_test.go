@@ -77,8 +77,8 @@ func onNode(node, bytes string) locusv1alpha1.DatasetLocation {
 
 // readerPod creates a pod of locus that names datasets and waits until it
 // is bound; it returns the pod's node. (DataLocality records a
-// LocalityPlacement event only for a pod placed farther than its data's
-// closest location, so the node is what tells.)
+// LocalityPlacement event only for a pod that got no locality at all, so
+// the node is what tells.)
 func readerPod(ctx context.Context, t *testing.T, c kubernetes.Interface, ns, name, datasets string) string {
 	t.Helper()
 	if _, err := testenv.CreatePod(ctx, c, testenv.PodSpec{Namespace: ns, Name: name, SchedulerName: plugins.SchedulerName, CPU: "100m",

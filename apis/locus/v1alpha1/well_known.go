@@ -23,8 +23,8 @@ const (
 const (
 	// EventReasonCompliantPlacement audits a regulated pod's placement.
 	EventReasonCompliantPlacement = "CompliantPlacement"
-	// EventReasonLocalityPlacement says how near its data a pod landed, for
-	// a pod that landed farther than its data's closest location.
+	// EventReasonLocalityPlacement says that a pod that reads data got no
+	// locality at all, and where its data is.
 	EventReasonLocalityPlacement = "LocalityPlacement"
 	// EventReasonQuotaExceeded says that a pod waits for its namespace's quota.
 	EventReasonQuotaExceeded = "QuotaExceeded"
