@@ -94,8 +94,10 @@ var plainWorkload = workload{
 // (each cached on two nodes, held in a zone and in its region); every other
 // pod is regulated: it needs pci-dss and data residency "us".
 var featuresWorkload = workload{
-	name:    "compliance+locality",
-	prepare: func(ctx context.Context, c *cluster, m *measurement) ([]*v1.Pod, error) { return prepareFeatures(ctx, c, m, false) },
+	name: "compliance+locality",
+	prepare: func(ctx context.Context, c *cluster, m *measurement) ([]*v1.Pod, error) {
+		return prepareFeatures(ctx, c, m, false)
+	},
 	cleanup: cleanupDatasets,
 }
 
@@ -106,8 +108,10 @@ var featuresWorkload = workload{
 // DataLocality weighs bytes: node 1, zone 0.5, region 0.1). The Datasets
 // are still created, as the same objects would exist in the cluster.
 var affinityWorkload = workload{
-	name:    "compl+locality by hand",
-	prepare: func(ctx context.Context, c *cluster, m *measurement) ([]*v1.Pod, error) { return prepareFeatures(ctx, c, m, true) },
+	name: "compl+locality by hand",
+	prepare: func(ctx context.Context, c *cluster, m *measurement) ([]*v1.Pod, error) {
+		return prepareFeatures(ctx, c, m, true)
+	},
 	cleanup: cleanupDatasets,
 }
 
