@@ -75,11 +75,20 @@ func TestFilterAndScoreAllocateNothingPerNode(t *testing.T) {
 	}
 }
 
+// BenchmarkFilter calls Filter on the node holding the data and on one the
+// locality wait rejects (its *Status is the framework's API).
 func BenchmarkFilter(b *testing.B) {
 	filter, _ := perNode(b)
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		filter(i)
+	for _, bc := range []struct {
+		name string
+		node int
+	}{{"near", 0}, {"rejected", 3}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				filter(bc.node)
+			}
+		})
 	}
 }
 
