@@ -162,7 +162,8 @@ func TestMissingCRDsAtStart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	// Deleting a CRD waits for its instances to be removed: slow on a busy machine.
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		for _, name := range crds {
 			if _, err := ext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, name, metav1.GetOptions{}); err == nil {
 				return false, nil
