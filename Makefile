@@ -12,7 +12,7 @@ LDFLAGS := -X locus.dev/locus/pkg/version.version=$(VERSION) -X k8s.io/component
 # missing or another version, reading the version from this line).
 HELM_VERSION := v3.19.5
 
-.PHONY: all build helm test test-unit test-integration test-race verify fuzz update demo bench clean
+.PHONY: all build helm test test-unit test-integration test-race verify fuzz update demo bench soak clean
 
 all: build
 
@@ -91,6 +91,13 @@ release:
 	$(GO) run ./hack/release -version '$(VERSION)' -ldflags '$(LDFLAGS)' -platforms '$(PLATFORMS)' \
 		-image-repo '$(IMAGE_REPO)' -source-url '$(SOURCE_URL)' -release-url '$(RELEASE_URL)' \
 		-revision '$(REVISION)' -source-date-epoch '$(SOURCE_DATE_EPOCH)' -out $(DIST)
+
+# A soak: 1,000 nodes, 10,000 pods (plain, quota-limited, gangs, Dataset
+# readers), 5 minutes of churn, then a drain; goroutines and heap must come
+# back near their baseline (test/soak; about 15 minutes on the 2-core machine).
+# LOCUS_SOAK_NODES, _PODS, _CHURN, _RATE, _SETTLE, _TIMEOUT, _OUT (JSON), _PPROF (profiles).
+soak:
+	LOCUS_SOAK=1 $(GO) test -count=1 -v -timeout 60m ./test/soak/
 
 clean:
 	rm -rf $(BIN) $(DIST)

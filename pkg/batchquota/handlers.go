@@ -47,7 +47,7 @@ func (pl *BatchQuota) addHandlers(eqs, pgs, pods cache.SharedIndexInformer) ([]c
 		return nil, err
 	}
 	pgHandler, err := pgs.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    pl.onPodGroup,
+		AddFunc:    pl.onPodGroupAdd,
 		UpdateFunc: func(_, obj interface{}) { pl.onPodGroup(obj) },
 		DeleteFunc: pl.onPodGroupDelete,
 	})
@@ -180,6 +180,31 @@ func (pl *BatchQuota) onPodGroup(obj interface{}) {
 	}
 }
 
+// onPodGroupAdd is onPodGroup for a PodGroup created while the scheduler
+// runs, whose pending members then go back to the active queue. They were
+// turned away while it did not exist, and the scheduler's own PodGroup
+// event, which brings them back through the queueing hint, comes from
+// another informer than the lister PreFilter reads: a member tried again on
+// it may not find the PodGroup yet, and the PodGroup's later status updates
+// do not requeue it. (Before the counts are complete, the pods turned away
+// are brought back once they are.)
+func (pl *BatchQuota) onPodGroupAdd(obj interface{}) {
+	pl.onPodGroup(obj)
+	pg, ok := obj.(*schedv1alpha1.PodGroup)
+	if !ok || !pl.HasSynced() {
+		return
+	}
+	pods := map[string]*v1.Pod{}
+	for _, p := range pl.groupPods(pg.Namespace, pg.Name) {
+		if p.Spec.NodeName == "" && p.DeletionTimestamp == nil {
+			pods[p.Namespace+"/"+p.Name] = p
+		}
+	}
+	if len(pods) > 0 {
+		pl.handle.Activate(pl.logger, pods)
+	}
+}
+
 // allowWaiting lets a complete gang's members waiting at Permit through.
 func (pl *BatchQuota) allowWaiting(ns, name string) {
 	pl.handle.IterateOverWaitingPods(func(wp framework.WaitingPod) {
@@ -190,8 +215,16 @@ func (pl *BatchQuota) allowWaiting(ns, name string) {
 	})
 }
 
+// ErrReasonPodGroupDeletedFmt: a member waiting at Permit is rejected
+// because its PodGroup was deleted.
+const ErrReasonPodGroupDeletedFmt = "PodGroup %s/%s was deleted while this member waited at Permit for its gang"
+
 // onPodGroupDelete forgets the gang: what it held is released and its
-// members count as lone pods until they go.
+// members count as lone pods until they go. Its members waiting at Permit
+// wait for a gang that no longer exists: they are sent back at once, their
+// reservations released, to wait for their PodGroup or join the one created
+// in its place (a new gang), rather than hold their nodes for the schedule
+// timeout and then, timing out, release a new gang of the same name.
 func (pl *BatchQuota) onPodGroupDelete(obj interface{}) {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
@@ -202,6 +235,12 @@ func (pl *BatchQuota) onPodGroupDelete(obj interface{}) {
 	}
 	pl.cache.DropGang(pg.Namespace, pg.Name)
 	pl.gangs.Forget(gangKey(pg.Namespace, pg.Name))
+	pl.handle.IterateOverWaitingPods(func(wp framework.WaitingPod) {
+		p := wp.GetPod()
+		if p.Namespace == pg.Namespace && p.Labels[schedv1alpha1.PodGroupLabel] == pg.Name {
+			wp.Reject(Name, fmt.Sprintf(ErrReasonPodGroupDeletedFmt, pg.Namespace, pg.Name))
+		}
+	})
 }
 
 // podUIDIndex indexes pods by UID, to tell whether a counted pod still

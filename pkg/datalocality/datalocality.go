@@ -178,6 +178,7 @@ func newPlugin(ctx context.Context, args config.DataLocalityArgs, h framework.Ha
 		logger.V(4).Info("locality wait moves to the next level", "pod", klog.KObj(pod))
 		h.Activate(logger, map[string]*v1.Pod{pod.Namespace + "/" + pod.Name: pod})
 	})
+	pl.watchDatasets(datasets)
 	// Forget a pod once it is bound or deleted, whoever bound it. Only pods
 	// that read data are ever tracked.
 	_, _ = core.Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{

@@ -20,6 +20,11 @@ type podEntry struct {
 	// bound is set once the pod was seen bound: Unreserve never uncounts it
 	// (a bind call that timed out may still have succeeded).
 	bound bool
+	// left is the UID of the gang that the pod was a member of until its
+	// PodGroup was deleted or replaced. A bound pod ran under that gang: it
+	// never joins a later PodGroup of the same name, even one whose
+	// creationTimestamp (a resolution of one second) is not after the pod's.
+	left types.UID
 }
 
 // Cache counts, per namespace, the requests of pods that are bound (by any
@@ -116,8 +121,7 @@ func (c *Cache) AddPod(uid types.UID, namespace string, req Resources, g *Gang) 
 func (c *Cache) AddBoundPod(uid types.UID, namespace string, req Resources, g *Gang) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.addPodLocked(uid, namespace, req, g, true)
-	if g == nil {
+	if !c.addPodLocked(uid, namespace, req, g, true) {
 		return
 	}
 	if gg := c.gangs[gangKey(namespace, g.Name)]; gg != nil && !gg.complete {
@@ -167,20 +171,29 @@ func (c *Cache) Counted(uid types.UID) (string, bool) {
 
 func gangKey(ns, name string) string { return ns + "/" + name }
 
-func (c *Cache) addPodLocked(uid types.UID, ns string, req Resources, g *Gang, bound bool) {
+// addPodLocked counts a pod, as a member of g if g is given and the pod may
+// join it, and reports whether the pod is counted as a member of g.
+func (c *Cache) addPodLocked(uid types.UID, ns string, req Resources, g *Gang, bound bool) bool {
+	var left types.UID
+	if e, ok := c.pods[uid]; ok {
+		bound = bound || e.bound
+		left = e.left
+	}
+	if g != nil && bound && left != "" && left != g.UID {
+		g = nil // it ran under the gang it left: counted alone
+	}
 	gname := ""
 	if g != nil {
 		gname = g.Name
 	}
 	if e, ok := c.pods[uid]; ok {
-		bound = bound || e.bound
 		if e.ns == ns && e.gang == gname && e.req.Equal(req) && (g == nil || c.gangs[gangKey(ns, gname)].is(g)) {
 			e.bound = bound
-			return
+			return g != nil
 		}
 		c.removePodLocked(uid)
 	}
-	e := &podEntry{ns: ns, req: req.Clone(), gang: gname, bound: bound}
+	e := &podEntry{ns: ns, req: req.Clone(), gang: gname, bound: bound, left: left}
 	c.pods[uid] = e
 	if c.nsPods[ns] == nil {
 		c.nsPods[ns] = map[types.UID]bool{}
@@ -193,7 +206,7 @@ func (c *Cache) addPodLocked(uid types.UID, ns string, req Resources, g *Gang, b
 	}
 	c.dirty[ns] = true
 	if g == nil {
-		return
+		return false
 	}
 	gg := c.gangLocked(ns, g, e.req)
 	c.updateGangLocked(gg, func() {
@@ -203,6 +216,7 @@ func (c *Cache) addPodLocked(uid types.UID, ns string, req Resources, g *Gang, b
 			gg.complete = true
 		}
 	})
+	return true
 }
 
 func (c *Cache) removePodLocked(uid types.UID) {

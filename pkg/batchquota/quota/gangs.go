@@ -139,7 +139,7 @@ func (c *Cache) dropGangLocked(gg *gang) {
 func (c *Cache) detachGangLocked(gg *gang) {
 	for uid := range gg.members {
 		if e := c.pods[uid]; e != nil {
-			e.gang = ""
+			e.gang, e.left = "", gg.uid
 		}
 	}
 	c.dropGangLocked(gg)
