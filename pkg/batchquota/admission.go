@@ -66,7 +66,10 @@ func (pl *BatchQuota) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 			if n := len(members); n < int(pg.Spec.MinMember) {
 				if counted, complete := pl.cache.GangMembers(pod.Namespace, name); !complete || counted == 0 {
 					// More pods must be created (or ungated); evicting
-					// others cannot help. A sibling's creation requeues it.
+					// others cannot help. The member that completes the gang
+					// is admitted, and its Reserve brings this one back
+					// (activateSiblings); kube-scheduler 1.34 runs no
+					// queueing hints for an unscheduled pod's creation.
 					return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
 						fmt.Sprintf(ErrReasonGangIncompleteFmt, name, n, pg.Spec.MinMember))
 				}
