@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -377,16 +376,10 @@ func supervise(t *testing.T, name, config string) *supervised {
 				return
 			case <-time.After(time.Second):
 			}
-			cmd := exec.Command(filepath.Join(binDir, "locus-scheduler"), "--config", config, "--secure-port=0", "-v=2")
-			p := &locusProcess{name: fmt.Sprintf("%s#%d", name, n), cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
-			cmd.Stderr = p.stderr
-			if err := cmd.Start(); err != nil {
+			p, err := launchLocus(fmt.Sprintf("%s#%d", name, n), config)
+			if err != nil {
 				return
 			}
-			go func() {
-				_ = cmd.Wait()
-				close(p.exited)
-			}()
 			s.runs <- p
 			current = p
 		}

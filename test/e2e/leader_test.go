@@ -243,22 +243,32 @@ type locusProcess struct {
 // when the test ends.
 func startLocus(t *testing.T, name, config string) *locusProcess {
 	t.Helper()
-	p := &locusProcess{name: name, stderr: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(binDir, "locus-scheduler"), "--config", config, "--secure-port=0", "-v=2")
-	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
+	p, err := launchLocus(name, config)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.exited)
-	}()
 	t.Cleanup(func() {
 		p.killed.Store(true)
 		_ = p.cmd.Process.Kill()
 		<-p.exited
 	})
 	return p
+}
+
+// launchLocus starts bin/locus-scheduler with the config file; exited
+// closes when it ends.
+func launchLocus(name, config string) (*locusProcess, error) {
+	p := &locusProcess{name: name, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(filepath.Join(binDir, "locus-scheduler"), "--config", config, "--secure-port=0", "-v=2")
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
 }
 
 func (p *locusProcess) logged(s string) bool { return strings.Contains(p.stderr.String(), s) }
