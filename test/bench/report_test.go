@@ -34,6 +34,35 @@ type result struct {
 	// HeapPeakMiB is the peak of the process's live heap while the arm ran,
 	// above its level just before the scheduler started (heap_test.go).
 	HeapPeakMiB float64 `json:"heapPeakMiB"`
+	// CPUSplit is the same interval's CPU by component, from a CPU profile
+	// with goroutine labels (cpusplit_test.go); absent when the run was
+	// profiled otherwise (go test -cpuprofile).
+	CPUSplit *cpuShares `json:"cpuSplit,omitempty"`
+}
+
+// schedulerMsPerPod is the scheduler's own CPU per pod, in milliseconds, or
+// 0 without a split.
+func (r result) schedulerMsPerPod() float64 {
+	if r.CPUSplit == nil || r.Pods == 0 {
+		return 0
+	}
+	return 1000 * r.CPUSplit.Scheduler / float64(r.Pods)
+}
+
+// restMsPerPod is the API server's, etcd's and the runtime's CPU per pod.
+func (r result) restMsPerPod() float64 {
+	if r.CPUSplit == nil || r.Pods == 0 {
+		return 0
+	}
+	return 1000 * r.CPUSplit.Rest / float64(r.Pods)
+}
+
+func (r result) splitText() string {
+	if r.CPUSplit == nil {
+		return ""
+	}
+	return fmt.Sprintf("; CPU ms per pod: scheduler %.2f, API server+etcd+runtime %.2f, harness %.2f",
+		r.schedulerMsPerPod(), r.restMsPerPod(), 1000*r.CPUSplit.Harness/float64(max(r.Pods, 1)))
 }
 
 type armReport struct {
@@ -46,6 +75,11 @@ type armReport struct {
 	MedianHeapPeakMiB      float64  `json:"medianHeapPeakMiB"`
 	// EventsPerPod is the median over rounds of events written per pod.
 	EventsPerPod float64 `json:"eventsPerPod"`
+	// MedianSchedulerMsPerPod and MedianRestMsPerPod are the medians of the
+	// scheduler's own CPU per pod and of the API server's, etcd's and the
+	// runtime's (0 without a split).
+	MedianSchedulerMsPerPod float64 `json:"medianSchedulerMsPerPod"`
+	MedianRestMsPerPod      float64 `json:"medianRestMsPerPod"`
 }
 
 type comparisonReport struct {
@@ -96,8 +130,12 @@ func (r *report) add(arm string, res result) {
 // finish computes medians and the comparisons whose two arms both ran.
 func (r *report) finish() {
 	for _, a := range r.Arms {
-		var v, cpu, heap, events []float64
+		var v, cpu, heap, events, sched, rest []float64
 		for _, res := range a.Results {
+			if res.CPUSplit != nil {
+				sched = append(sched, res.schedulerMsPerPod())
+				rest = append(rest, res.restMsPerPod())
+			}
 			v = append(v, res.PodsPerSecond)
 			cpu = append(cpu, res.PodsPerCPUSecond)
 			heap = append(heap, res.HeapPeakMiB)
@@ -107,6 +145,7 @@ func (r *report) finish() {
 		}
 		a.MedianPodsPerSecond, a.MedianPodsPerCPUSecond = median(v), median(cpu)
 		a.MedianHeapPeakMiB, a.EventsPerPod = median(heap), median(events)
+		a.MedianSchedulerMsPerPod, a.MedianRestMsPerPod = median(sched), median(rest)
 	}
 	for _, c := range comparisons {
 		num, den := r.byArm[c.numerator], r.byArm[c.denominator]
@@ -165,6 +204,10 @@ func (r *report) print(w io.Writer) {
 		func(a *armReport) float64 { return a.MedianPodsPerCPUSecond })
 	r.printTable(w, "heap peak above the pre-start baseline, MiB", func(res result) float64 { return res.HeapPeakMiB },
 		func(a *armReport) float64 { return a.MedianHeapPeakMiB })
+	r.printTable(w, "scheduler's own CPU per pod, ms (goroutine labels)", result.schedulerMsPerPod,
+		func(a *armReport) float64 { return a.MedianSchedulerMsPerPod })
+	r.printTable(w, "API server, etcd and runtime CPU per pod, ms", result.restMsPerPod,
+		func(a *armReport) float64 { return a.MedianRestMsPerPod })
 	r.printTable(w, "events written per pod", func(res result) float64 { return float64(res.Events) / float64(max(res.Pods, 1)) },
 		func(a *armReport) float64 { return a.EventsPerPod })
 	for _, c := range r.Comparisons {

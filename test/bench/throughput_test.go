@@ -43,6 +43,7 @@ type options struct {
 	Smoke             bool          `json:"smoke"`
 	arms              []string      // LOCUS_BENCH_ARMS: short names, comma separated; empty is all
 	out               string        // LOCUS_BENCH_OUT: JSON result file
+	profiles          string        // LOCUS_BENCH_PROFILES: directory for each arm's labelled CPU profile
 	timeout           time.Duration // LOCUS_BENCH_TIMEOUT: per arm, until every pod is bound
 }
 
@@ -76,6 +77,7 @@ func optionsFromEnv(t *testing.T) options {
 		o.arms = strings.Split(v, ",")
 	}
 	o.out = os.Getenv("LOCUS_BENCH_OUT")
+	o.profiles = os.Getenv("LOCUS_BENCH_PROFILES")
 	// Generous: a stuck arm fails the run rather than hanging it, and even
 	// 20 pods/s finishes inside it.
 	o.timeout = 2*time.Minute + time.Duration(o.Pods)*50*time.Millisecond
@@ -138,6 +140,13 @@ func TestThroughput(t *testing.T) {
 	defer cancel()
 
 	c := startCluster(ctx, t)
+	// Everything the harness does from here on is labelled as its own, apart
+	// from the API server's and etcd's goroutines started above
+	// (cpusplit_test.go).
+	withComponent(ctx, componentHarness, func(ctx context.Context) { runArms(ctx, t, c, opts, arms) })
+}
+
+func runArms(ctx context.Context, t *testing.T, c *cluster, opts options, arms []arm) {
 	start := time.Now()
 	if err := c.createNodes(ctx, opts.Nodes, opts.CertifiedFraction); err != nil {
 		t.Fatal(err)
@@ -155,8 +164,8 @@ func TestThroughput(t *testing.T) {
 			}
 			res.Position = pos + 1
 			rep.add(a.short, res)
-			t.Logf("round %d #%d %-16s %6d pods in %7.3fs = %7.1f pods/s, %7.1f pods per CPU-second (scheduler start %.2fs, %d events, heap peak +%.0f MiB)",
-				r+1, pos+1, a.short, res.Pods, res.Seconds, res.PodsPerSecond, res.PodsPerCPUSecond, res.StartupSeconds, res.Events, res.HeapPeakMiB)
+			t.Logf("round %d #%d %-16s %6d pods in %7.3fs = %7.1f pods/s, %7.1f pods per CPU-second (scheduler start %.2fs, %d events, heap peak +%.0f MiB%s)",
+				r+1, pos+1, a.short, res.Pods, res.Seconds, res.PodsPerSecond, res.PodsPerCPUSecond, res.StartupSeconds, res.Events, res.HeapPeakMiB, res.splitText())
 		}
 	}
 	rep.finish()
@@ -197,16 +206,21 @@ func measure(ctx context.Context, c *cluster, a arm, round int, opts options) (r
 
 	begin := time.Now()
 	heap := startHeapSampler()
-	s, err := testenv.StartSchedulerWithKubeConfig(ctx, cfg, a.profile.kubeConfig(c), c.client, c.dyn, a.profile.registry)
+	var s *testenv.Scheduler
+	withComponent(ctx, componentScheduler, func(ctx context.Context) {
+		s, err = testenv.StartSchedulerWithKubeConfig(ctx, cfg, a.profile.kubeConfig(c), c.client, c.dyn, a.profile.registry)
+	})
 	if err != nil {
 		heap.stop()
 		return result{}, err
 	}
 	// Scheduling starts here: the scheduler has synced its informers and
 	// Run has just been called.
+	split := startCPUSplit()
 	running, cpuBefore := time.Now(), processCPU()
 	waitErr := w.wait(ctx, opts.timeout)
 	cpu := processCPU() - cpuBefore
+	shares, splitErr := split.stop(opts.profiles, m.run)
 	heapPeak := heap.stop()
 	events := 0
 	if waitErr == nil {
@@ -236,6 +250,7 @@ func measure(ctx context.Context, c *cluster, a arm, round int, opts options) (r
 		FirstBindSeconds: first.Sub(running).Seconds(),
 		Events:           events,
 		HeapPeakMiB:      heapPeak,
+		CPUSplit:         shares,
 	}
 	res.PodsPerSecond = float64(res.Pods) / res.Seconds
 	// CPU is read when the wait returns, a moment after the last bind.
@@ -246,5 +261,8 @@ func measure(ctx context.Context, c *cluster, a arm, round int, opts options) (r
 	if err := c.deletePods(ctx, w, m.run, m.namespaces); err != nil {
 		return res, err
 	}
-	return res, a.workload.cleanup(ctx, c, m)
+	if err := a.workload.cleanup(ctx, c, m); err != nil {
+		return res, err
+	}
+	return res, splitErr
 }
