@@ -15,7 +15,8 @@ import (
 const allocNodes = 5000
 
 // snapshotNodes are allocNodes nodes, every third one in eu-west-1 and the
-// others in us-east-1, every other one certified for pci-dss.
+// others in us-east-1, every other one certified for pci-dss, every fifth
+// for soc2.
 func snapshotNodes() ([]*v1.Node, []fwk.NodeInfo) {
 	nodes := make([]*v1.Node, allocNodes)
 	infos := make([]fwk.NodeInfo, allocNodes)
@@ -23,6 +24,11 @@ func snapshotNodes() ([]*v1.Node, []fwk.NodeInfo) {
 		b := st.MakeNode().Name(fmt.Sprintf("node-%05d", i)).Label(v1.LabelTopologyRegion, []string{"us-east-1", "us-east-1", "eu-west-1"}[i%3])
 		if i%2 == 0 {
 			b = b.Label(defaultPrefix+"pci-dss", "true")
+		}
+		if i%5 == 0 {
+			// A second standard, so that Score has a certification to
+			// count beyond a pci-dss pod's own, and a dated one.
+			b = b.Label(defaultPrefix+"soc2", "2099-12-31")
 		}
 		nodes[i] = b.Obj()
 		infos[i] = framework.NewNodeInfo()
@@ -106,10 +112,19 @@ func BenchmarkFilter(b *testing.B) {
 	}
 }
 
+// BenchmarkScore scores every node in turn, for a regulated pod (its own
+// standard left out) and for a plain one.
 func BenchmarkScore(b *testing.B) {
-	_, score, _ := perNode(b, regulatedPod)
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		score(i)
+	for _, bc := range []struct {
+		name string
+		pod  *v1.Pod
+	}{{"regulated", regulatedPod}, {"plain", st.MakePod().Namespace("default").Name("plain").Obj()}} {
+		b.Run(bc.name, func(b *testing.B) {
+			_, score, _ := perNode(b, bc.pod)
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				score(i)
+			}
+		})
 	}
 }

@@ -120,6 +120,34 @@ func (x *nodeIndex) removeLocked(name string, old indexedNode) {
 	delete(x.of, name)
 }
 
+// metricStandard is the metric label for a standard: itself when a node
+// carries a label for it, otherwise "other". The standards that nodes carry
+// are a bounded set; those that pods name are not.
+func (x *nodeIndex) metricStandard(std string) string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if len(x.holders[std]) > 0 {
+		return std
+	}
+	return otherStandard
+}
+
+// spareKeys returns the certification labels of the standards that some
+// node carries, leaving out skip (a pod's own standards): what Score counts
+// to keep certified capacity free. Empty when no node carries another.
+func (x *nodeIndex) spareKeys(skip []string) []string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var keys []string
+	for std := range x.holders {
+		if !slices.Contains(skip, std) {
+			keys = append(keys, x.prefix+std)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 // candidateKey names a set of requirements: their standards (sorted) and
 // residency group.
 func candidateKey(req *Requirements) string {

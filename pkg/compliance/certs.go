@@ -1,12 +1,7 @@
 package compliance
 
 import (
-	"slices"
-	"strings"
-	"sync"
 	"time"
-
-	v1 "k8s.io/api/core/v1"
 )
 
 // heldCert is one certification label of a node, parsed.
@@ -23,10 +18,41 @@ func parseCertification(standard, value string) heldCert {
 	h := heldCert{standard: standard}
 	if value == "true" {
 		h.forever = true
-	} else if day, err := time.Parse(dateLayout, value); err == nil {
-		h.until = day.AddDate(0, 0, 1)
+	} else if y, m, d, ok := parseDay(value); ok {
+		h.until = time.Date(y, m, d+1, 0, 0, 0, 0, time.UTC)
 	}
 	return h
+}
+
+// parseDay reads a date in dateLayout (YYYY-MM-DD) and accepts exactly what
+// time.Parse(dateLayout, value) accepts, without its cost: Filter and Score
+// read dated certification labels on every node for every pod.
+func parseDay(value string) (year int, month time.Month, day int, ok bool) {
+	if len(value) != len(dateLayout) || value[4] != '-' || value[7] != '-' {
+		return 0, 0, 0, false
+	}
+	num := func(s string) (int, bool) {
+		n := 0
+		for i := 0; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return 0, false
+			}
+			n = n*10 + int(s[i]-'0')
+		}
+		return n, true
+	}
+	y, ok1 := num(value[0:4])
+	m, ok2 := num(value[5:7])
+	d, ok3 := num(value[8:10])
+	if !ok1 || !ok2 || !ok3 || m < 1 || m > 12 || d < 1 || d > daysIn(time.Month(m), y) {
+		return 0, 0, 0, false
+	}
+	return y, time.Month(m), d, true
+}
+
+func daysIn(m time.Month, year int) int {
+	// Day 0 of the next month is the last day of this one.
+	return time.Date(year, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
 
 // state is what the certification says at now.
@@ -43,124 +69,18 @@ func (h heldCert) state(now time.Time) CertState {
 	}
 }
 
-// nodeCerts caches a node's parsed certifications against the Node object
-// they came from: the scheduler's snapshot replaces the object when the node
-// changes, so pointer identity says whether the entry is current.
-type nodeCerts struct {
-	node  *v1.Node
-	certs []heldCert
-}
-
-// certCache saves Score from walking every label of every node for every
-// pod: a node's certifications are parsed once per version of the node. It
-// also knows which standards the nodes carry, the bounded set of standards
-// that metric labels may name. The node informer's handlers keep both
-// current, and forget deleted nodes.
-type certCache struct {
-	prefix string
-	nodes  sync.Map // node name -> *nodeCerts
-
-	mu sync.RWMutex
-	// carried counts, per standard, the nodes that carry a label for it.
-	carried map[string]int
-	// standardsOf is what each node added to carried.
-	standardsOf map[string][]string
-}
-
 // otherStandard is the metric label of a standard that no node carries: a
 // pod can name any standard, and a label value per pod-supplied string
 // would be an unbounded series.
 const otherStandard = "other"
 
-func newCertCache(prefix string) *certCache {
-	return &certCache{prefix: prefix, carried: map[string]int{}, standardsOf: map[string][]string{}}
-}
-
-// setNode records the standards that a node's labels name (added or updated node).
-func (c *certCache) setNode(node *v1.Node) {
-	var stds []string
-	for key := range node.Labels {
-		if std, ok := strings.CutPrefix(key, c.prefix); ok {
-			stds = append(stds, std)
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.uncountLocked(node.Name)
-	if len(stds) > 0 {
-		c.standardsOf[node.Name] = stds
-		for _, std := range stds {
-			c.carried[std]++
-		}
-	}
-}
-
-// deleteNode forgets a deleted node.
-func (c *certCache) deleteNode(name string) {
-	c.nodes.Delete(name)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.uncountLocked(name)
-}
-
-func (c *certCache) uncountLocked(name string) {
-	for _, std := range c.standardsOf[name] {
-		if c.carried[std]--; c.carried[std] <= 0 {
-			delete(c.carried, std)
-		}
-	}
-	delete(c.standardsOf, name)
-}
-
-// sweep forgets parsed certifications of nodes that exists no longer says
-// exist: Score may store a node that is deleted while a cycle runs.
-func (c *certCache) sweep(exists func(name string) bool) {
-	c.nodes.Range(func(key, _ any) bool {
-		if !exists(key.(string)) {
-			c.nodes.Delete(key)
-		}
-		return true
-	})
-}
-
-// metricStandard is the metric label for a standard: itself when a node
-// carries it, otherwise "other".
-func (c *certCache) metricStandard(std string) string {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.carried[std] > 0 {
-		return std
-	}
-	return otherStandard
-}
-
-// anyCarried says whether any node carries a certification label.
-func (c *certCache) anyCarried() bool {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.carried) > 0
-}
-
-func (c *certCache) certs(node *v1.Node) []heldCert {
-	if e, ok := c.nodes.Load(node.Name); ok && e.(*nodeCerts).node == node {
-		return e.(*nodeCerts).certs
-	}
-	var certs []heldCert
-	for key, value := range node.Labels {
-		if std, ok := strings.CutPrefix(key, c.prefix); ok {
-			certs = append(certs, parseCertification(std, value))
-		}
-	}
-	c.nodes.Store(node.Name, &nodeCerts{node: node, certs: certs})
-	return certs
-}
-
-// validCertifications counts the standards the node holds a valid
-// certification for at now, leaving out those in skip.
-func (c *certCache) validCertifications(node *v1.Node, skip []string, now time.Time) int {
+// countValid counts the certification labels among keys that the node
+// carries with a value valid at now. Score calls it per node: one map lookup
+// per standard that some node carries, no allocation.
+func countValid(labels map[string]string, keys []string, now time.Time) int {
 	n := 0
-	for _, h := range c.certs(node) {
-		if h.state(now) == CertValid && !slices.Contains(skip, h.standard) {
+	for _, k := range keys {
+		if v, ok := labels[k]; ok && certificationValue(v, now) == CertValid {
 			n++
 		}
 	}

@@ -1,83 +1,122 @@
 package compliance
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
 )
 
-// A node is parsed again when the scheduler hands over a new version of it,
-// and expiry moves with time, not with the cache.
-func TestCertCache(t *testing.T) {
+// Score counts what each version of a node says, and expiry moves with
+// time.
+func TestCountValid(t *testing.T) {
 	const prefix = "node-restriction.kubernetes.io/compliance."
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	c := newCertCache(prefix)
+	both := []string{prefix + "hipaa", prefix + "pci-dss"}
 
 	v1node := st.MakeNode().Name("n").Label(prefix+"pci-dss", "true").Obj()
-	if got := c.validCertifications(v1node, nil, now); got != 1 {
+	if got := countValid(v1node.Labels, both, now); got != 1 {
 		t.Errorf("first version: %d, want 1", got)
 	}
-	if got := c.validCertifications(v1node, nil, now); got != 1 {
-		t.Errorf("first version, cached: %d, want 1", got)
-	}
 	v2node := st.MakeNode().Name("n").Label(prefix+"pci-dss", "true").Label(prefix+"hipaa", "true").Obj()
-	if got := c.validCertifications(v2node, nil, now); got != 2 {
-		t.Errorf("second version of the node: %d, want 2 (not the cached 1)", got)
+	if got := countValid(v2node.Labels, both, now); got != 2 {
+		t.Errorf("second version of the node: %d, want 2", got)
 	}
-	if got := c.validCertifications(v2node, []string{"hipaa"}, now); got != 1 {
-		t.Errorf("with hipaa skipped: %d, want 1", got)
+	if got := countValid(v2node.Labels, both[1:], now); got != 1 {
+		t.Errorf("with hipaa left out: %d, want 1", got)
 	}
 
 	last := st.MakeNode().Name("m").Label(prefix+"hipaa", "2026-03-01").Obj()
-	if got := c.validCertifications(last, nil, now); got != 1 {
+	if got := countValid(last.Labels, both, now); got != 1 {
 		t.Errorf("valid on its last day: got %d", got)
 	}
-	if got := c.validCertifications(last, nil, now.Add(24*time.Hour)); got != 0 {
+	if got := countValid(last.Labels, both, now.Add(24*time.Hour)); got != 0 {
 		t.Errorf("the day after: got %d", got)
+	}
+	garbage := st.MakeNode().Name("g").Label(prefix+"hipaa", "garbage").Obj()
+	if got := countValid(garbage.Labels, both, now); got != 0 {
+		t.Errorf("a value that is neither true nor a date: got %d", got)
 	}
 }
 
-// The standards that metric labels may name are those that nodes carry;
-// deleted nodes and nodes that drop a label take theirs out.
-func TestCertCacheStandardsAndForgetting(t *testing.T) {
+// The standards that metric labels may name, and that Score counts, are
+// those that nodes carry; deleted nodes and nodes that drop a label take
+// theirs out.
+func TestCarriedStandardsFollowNodes(t *testing.T) {
 	const prefix = "node-restriction.kubernetes.io/compliance."
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	c := newCertCache(prefix)
+	x := newNodeIndex(prefix, "")
 	n1 := st.MakeNode().Name("n1").Label(prefix+"pci-dss", "true").Label(prefix+"hipaa", "garbage").Obj()
 	n2 := st.MakeNode().Name("n2").Label(prefix+"pci-dss", "2020-01-01").Obj()
-	c.setNode(n1)
-	c.setNode(n2)
+	x.set(n1)
+	x.set(n2)
 	for std, want := range map[string]string{"pci-dss": "pci-dss", "hipaa": "hipaa", "soc2": otherStandard, "made-up-by-a-pod": otherStandard} {
-		if got := c.metricStandard(std); got != want {
+		if got := x.metricStandard(std); got != want {
 			t.Errorf("metricStandard(%q) = %q, want %q", std, got, want)
 		}
 	}
+	if got, want := x.spareKeys([]string{"pci-dss"}), []string{prefix + "hipaa"}; !equalStrings(got, want) {
+		t.Errorf("spareKeys(pci-dss) = %v, want %v", got, want)
+	}
 	// n1 drops hipaa: no node carries it any more.
-	c.setNode(st.MakeNode().Name("n1").Label(prefix+"pci-dss", "true").Obj())
-	if got := c.metricStandard("hipaa"); got != otherStandard {
+	x.set(st.MakeNode().Name("n1").Label(prefix+"pci-dss", "true").Obj())
+	if got := x.metricStandard("hipaa"); got != otherStandard {
 		t.Errorf("metricStandard(hipaa) = %q after n1 dropped it, want %q", got, otherStandard)
 	}
-	c.validCertifications(n1, nil, now)
-	c.validCertifications(n2, nil, now)
-	c.deleteNode("n1")
-	if got := c.metricStandard("pci-dss"); got != "pci-dss" {
+	if got := x.spareKeys([]string{"pci-dss"}); len(got) != 0 {
+		t.Errorf("spareKeys(pci-dss) = %v with only pci-dss carried, want none", got)
+	}
+	x.remove("n1")
+	if got := x.metricStandard("pci-dss"); got != "pci-dss" {
 		t.Errorf("metricStandard(pci-dss) = %q while n2 carries it", got)
 	}
-	if _, ok := c.nodes.Load("n1"); ok {
-		t.Error("deleted node n1 is still cached")
-	}
-	c.deleteNode("n2")
-	if got := c.metricStandard("pci-dss"); got != otherStandard {
+	x.remove("n2")
+	if got := x.metricStandard("pci-dss"); got != otherStandard {
 		t.Errorf("metricStandard(pci-dss) = %q with no node, want %q", got, otherStandard)
 	}
-	if len(c.carried) != 0 || len(c.standardsOf) != 0 {
-		t.Errorf("cache keeps carried %v, standardsOf %v", c.carried, c.standardsOf)
+	if len(x.holders) != 0 || len(x.of) != 0 {
+		t.Errorf("index keeps holders %v, nodes %v", x.holders, x.of)
 	}
-	// A node that Score parsed after its delete event is swept.
-	c.validCertifications(n2, nil, now)
-	c.sweep(func(name string) bool { return name != "n2" })
-	if _, ok := c.nodes.Load("n2"); ok {
-		t.Error("sweep kept n2, which no longer exists")
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// parseDay accepts exactly the dates time.Parse accepts in dateLayout, and
+// reads them the same.
+func TestParseDayAgreesWithTimeParse(t *testing.T) {
+	values := []string{
+		"2026-03-01", "2024-02-29", "2026-02-29", "2026-02-30", "2026-04-31", "2026-12-31", "2026-13-01",
+		"2026-00-10", "2026-01-00", "0000-01-01", "9999-12-31", "2026-1-01", "2026-01-1", "26-01-01",
+		"2026/01/01", "2026-01-01 ", " 2026-01-01", "2026-0a-01", "+026-01-01", "-026-01-01", "2026--1-01",
+		"true", "", "2026-01-01T00:00:00Z", "1900-02-29", "2000-02-29", "2100-02-29",
+	}
+	// And every day, valid or not, of a leap and a common year.
+	for _, y := range []string{"2024", "2026"} {
+		for m := 0; m <= 13; m++ {
+			for d := 0; d <= 32; d++ {
+				values = append(values, fmt.Sprintf("%s-%02d-%02d", y, m, d))
+			}
+		}
+	}
+	for _, v := range values {
+		want, err := time.Parse(dateLayout, v)
+		y, m, d, ok := parseDay(v)
+		if ok != (err == nil) {
+			t.Errorf("parseDay(%q) ok = %v, time.Parse error %v", v, ok, err)
+			continue
+		}
+		if ok && (y != want.Year() || m != want.Month() || d != want.Day()) {
+			t.Errorf("parseDay(%q) = %d-%d-%d, time.Parse %v", v, y, m, d, want)
+		}
 	}
 }

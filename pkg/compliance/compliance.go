@@ -43,7 +43,6 @@ type Compliance struct {
 	nsLister corelisters.NamespaceLister
 	nodes    corelisters.NodeLister
 	clock    clock.WithDelayedExecution
-	certs    *certCache
 	index    *nodeIndex
 	lapses   *lapses
 	elected  *leader.Elected
@@ -138,7 +137,6 @@ func newPlugin(ctx context.Context, args config.ComplianceArgs, h framework.Hand
 		nsLister: informers.Namespaces().Lister(),
 		nodes:    informers.Nodes().Lister(),
 		clock:    c,
-		certs:    newCertCache(args.CertificationLabelPrefix),
 		index:    newNodeIndex(args.CertificationLabelPrefix, args.ResidencyLabel),
 		lapses:   newLapses(),
 		elected:  e,
@@ -208,10 +206,10 @@ type preFilterState struct {
 	rejections map[[2]string]compbasemetrics.CounterMetric
 }
 
-func newPreFilterState(req *Requirements, now time.Time, certs *certCache) *preFilterState {
+func newPreFilterState(req *Requirements, now time.Time, index *nodeIndex) *preFilterState {
 	s := &preFilterState{req: req, now: now, rejections: map[[2]string]compbasemetrics.CounterMetric{}}
 	for _, std := range req.Standards {
-		label := certs.metricStandard(std)
+		label := index.metricStandard(std)
 		for _, kind := range []string{metrics.RejectMissing, metrics.RejectExpired, metrics.RejectInvalid} {
 			s.rejections[[2]string{std, kind}] = metrics.ComplianceRejections.WithLabelValues(label, kind)
 		}
@@ -252,7 +250,7 @@ func (pl *Compliance) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
 	now := pl.clock.Now()
-	cycleState.Write(preFilterStateKey, newPreFilterState(req, now, pl.certs))
+	cycleState.Write(preFilterStateKey, newPreFilterState(req, now, pl.index))
 	if c := pl.index.candidates(req, now); narrowsSearch(c.Len(), len(nodes)) {
 		return &framework.PreFilterResult{NodeNames: c}, nil
 	}
@@ -281,22 +279,29 @@ func (pl *Compliance) Filter(ctx context.Context, cycleState fwk.CycleState, pod
 
 // preScoreState is what Score needs for one pod.
 type preScoreState struct {
-	required []string
-	now      time.Time
+	// keys are the certification labels that Score counts: those of the
+	// standards some node carries, other than the pod's own.
+	keys []string
+	now  time.Time
 }
 
 // Clone returns the state itself: it does not change with added or removed pods.
 func (s *preScoreState) Clone() fwk.StateData { return s }
 
-// PreScore prepares the preserveCertifiedCapacity score.
+// PreScore prepares the preserveCertifiedCapacity score. Without a
+// certification to count (none carried by any node beyond the pod's own),
+// every node would score the same, and Score is skipped.
 func (pl *Compliance) PreScore(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) *fwk.Status {
-	if !pl.args.PreserveCertifiedCapacity || !pl.certs.anyCarried() {
-		// Without certified nodes every node scores the same.
+	if !pl.args.PreserveCertifiedCapacity {
 		return fwk.NewStatus(fwk.Skip)
 	}
 	s := &preScoreState{now: pl.clock.Now()}
+	var required []string
 	if pf, err := getPreFilterState(cycleState); err == nil {
-		s.required, s.now = pf.req.Standards, pf.now
+		required, s.now = pf.req.Standards, pf.now
+	}
+	if s.keys = pl.index.spareKeys(required); len(s.keys) == 0 {
+		return fwk.NewStatus(fwk.Skip)
 	}
 	cycleState.Write(preScoreStateKey, s)
 	return nil
@@ -312,7 +317,7 @@ func (pl *Compliance) Score(ctx context.Context, cycleState fwk.CycleState, pod 
 		return 0, fwk.AsStatus(fmt.Errorf("reading %q from cycle state: %w", preScoreStateKey, err))
 	}
 	s := c.(*preScoreState)
-	return int64(pl.certs.validCertifications(nodeInfo.Node(), s.required, s.now)), nil
+	return int64(countValid(nodeInfo.Node().Labels, s.keys, s.now)), nil
 }
 
 // NormalizeScore maps the counts to 0..100, fewest spare certifications highest.

@@ -153,10 +153,6 @@ func (pl *Compliance) runLapseChecks(ctx context.Context) {
 		case <-pl.clock.After(untilNextCheck(pl.clock.Now())):
 		}
 		pl.checkPods(nil)
-		pl.certs.sweep(func(name string) bool {
-			_, err := pl.nodes.Get(name)
-			return err == nil
-		})
 	}
 }
 
@@ -175,7 +171,6 @@ func (pl *Compliance) onNode(oldObj, newObj any) {
 	if !ok {
 		return
 	}
-	pl.certs.setNode(node)
 	pl.index.set(node)
 	if old, ok := oldObj.(*v1.Node); ok && labels.Equals(old.Labels, node.Labels) {
 		return
@@ -191,7 +186,6 @@ func (pl *Compliance) onNodeDelete(obj any) {
 	if !ok {
 		return
 	}
-	pl.certs.deleteNode(node.Name)
 	pl.index.remove(node.Name)
 	metrics.ComplianceLapsedPods.Set(float64(pl.lapses.forgetNode(node.Name)))
 }

@@ -195,7 +195,7 @@ func TestLapsesForgetDeletedPodsAndNodes(t *testing.T) {
 	if got := lapsedGauge(t); got != 1 {
 		t.Errorf("locus_compliance_lapsed_pods = %v, want 1 (d on uncertified n2)", got)
 	}
-	if got := pl.certs.metricStandard("pci-dss"); got != "pci-dss" {
+	if got := pl.index.metricStandard("pci-dss"); got != "pci-dss" {
 		t.Errorf("metricStandard(pci-dss) = %q while n1 carries it", got)
 	}
 	pods := pl.handle.ClientSet().CoreV1().Pods("default")
@@ -212,25 +212,24 @@ func TestLapsesForgetDeletedPodsAndNodes(t *testing.T) {
 	}
 	waitTracked(ctx, t, pl, 1)
 
-	// Score has parsed n1; deleting it forgets that, its standards and its pods.
-	if n := pl.certs.validCertifications(st.MakeNode().Name("n1").Label(pciKey, "true").Obj(), nil, testNow); n != 1 {
-		t.Fatalf("validCertifications = %d, want 1", n)
-	}
+	// Deleting the nodes forgets their certifications and their pods.
 	changeNode(ctx, t, pl, "n1", nil, isGone)
 	changeNode(ctx, t, pl, "n2", nil, isGone)
 	waitTracked(ctx, t, pl, 0)
 	if err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
-		_, ok := pl.certs.nodes.Load("n1")
+		pl.index.mu.RLock()
+		defer pl.index.mu.RUnlock()
+		_, ok := pl.index.of["n1"]
 		return !ok, nil
 	}); err != nil {
-		t.Error("the certification cache keeps deleted node n1")
+		t.Error("the node index keeps deleted node n1")
 	}
 	pl.lapses.mu.Lock()
 	if len(pl.lapses.byNode) != 0 || pl.lapses.nLapsed != 0 {
 		t.Errorf("lapses keep byNode %v, nLapsed %d", pl.lapses.byNode, pl.lapses.nLapsed)
 	}
 	pl.lapses.mu.Unlock()
-	if got := pl.certs.metricStandard("pci-dss"); got != otherStandard {
+	if got := pl.index.metricStandard("pci-dss"); got != otherStandard {
 		t.Errorf("metricStandard(pci-dss) = %q after the only node carrying it was deleted, want %q", got, otherStandard)
 	}
 	if got := lapsedGauge(t); got != 0 {

@@ -140,7 +140,7 @@ func (pl *Compliance) PostBind(ctx context.Context, cycleState fwk.CycleState, p
 	note := a.note()
 	pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeNormal, locusv1alpha1.EventReasonCompliantPlacement, "Scheduled", "%s", note)
 	for _, std := range s.req.Standards {
-		metrics.CompliancePlacements.WithLabelValues(pl.certs.metricStandard(std)).Inc()
+		metrics.CompliancePlacements.WithLabelValues(pl.index.metricStandard(std)).Inc()
 	}
 	kv := []any{
 		"pod", klog.KObj(pod), "podUID", pod.UID, "namespace", pod.Namespace, "node", nodeName,

@@ -393,9 +393,10 @@ func TestValidCertifications(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: tt.labels}}
-			c := &certCache{prefix: tt.prefix}
-			if got := c.validCertifications(node, tt.skip, now); got != tt.want {
-				t.Errorf("validCertifications() = %d, want %d", got, tt.want)
+			x := newNodeIndex(tt.prefix, "")
+			x.set(node)
+			if got := countValid(node.Labels, x.spareKeys(tt.skip), now); got != tt.want {
+				t.Errorf("valid certifications counted = %d, want %d", got, tt.want)
 			}
 		})
 	}

@@ -93,12 +93,21 @@ func (d *Data) Bytes(node *v1.Node) (onNode, inZone, inRegion int64) {
 	if d == nil || node == nil {
 		return 0, 0, 0
 	}
-	onNode = addSaturating(d.Nodes[node.Name], d.Hostnames[hostname(node)])
-	if z := zone(node.Labels); z != "" {
-		inZone = d.Zones[z]
+	// Score calls this for every node: read a label only when some data
+	// lives at its level.
+	onNode = d.Nodes[node.Name]
+	if len(d.Hostnames) > 0 {
+		onNode = addSaturating(onNode, d.Hostnames[hostname(node)])
 	}
-	if r := region(node.Labels); r != "" {
-		inRegion = d.Regions[r]
+	if len(d.Zones) > 0 {
+		if z := zone(node.Labels); z != "" {
+			inZone = d.Zones[z]
+		}
+	}
+	if len(d.Regions) > 0 {
+		if r := region(node.Labels); r != "" {
+			inRegion = d.Regions[r]
+		}
 	}
 	return onNode, inZone, inRegion
 }
