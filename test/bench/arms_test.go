@@ -86,14 +86,18 @@ var comparisons = []comparison{
 // Performance).
 const specNodes = 5000
 
-// roundOrder alternates the arms across rounds: round r rotates the list by
-// r and reverses it on odd rounds, so that no arm always runs first or
-// right after the same neighbour.
+// roundOrder orders the arms of round r. Rounds come in mirrored pairs:
+// round 2k runs the list rotated by k, round 2k+1 the same order reversed.
+// The process slows down as a run goes on (the API server's watch caches
+// and etcd's history grow until they level off), so an arm that always ran
+// early would gain; within each pair every arm's two positions add up to
+// the same, so a steady drift weighs on every arm alike, and the rotation
+// changes who runs first from pair to pair.
 func roundOrder(arms []arm, r int) []arm {
 	n := len(arms)
 	out := make([]arm, n)
 	for i := range arms {
-		out[i] = arms[(i+r)%n]
+		out[i] = arms[(i+r/2)%n]
 	}
 	if r%2 == 1 {
 		for i, j := 0, n-1; i < j; i, j = i+1, j-1 {

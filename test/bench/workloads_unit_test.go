@@ -29,3 +29,40 @@ func TestHandWrittenResidencyMatchesTheShippedConfig(t *testing.T) {
 	}
 	t.Fatal("no Compliance args in the shipped config")
 }
+
+// In every pair of rounds each arm runs once in each round, and its two
+// positions add up to the same as every other arm's; the first arm changes
+// from pair to pair.
+func TestRoundOrderBalancesPositions(t *testing.T) {
+	for n := 1; n <= 6; n++ {
+		arms := make([]arm, n)
+		for i := range arms {
+			arms[i] = arm{short: string(rune('a' + i))}
+		}
+		firsts := map[string]bool{}
+		for pair := 0; pair < n; pair++ {
+			sum := map[string]int{}
+			for r := 2 * pair; r <= 2*pair+1; r++ {
+				order := roundOrder(arms, r)
+				if len(order) != n {
+					t.Fatalf("%d arms, round %d: %d in the order", n, r, len(order))
+				}
+				for pos, a := range order {
+					sum[a.short] += pos
+				}
+			}
+			if len(sum) != n {
+				t.Fatalf("%d arms, rounds %d-%d: arms missing or repeated: %v", n, 2*pair, 2*pair+1, sum)
+			}
+			for a, s := range sum {
+				if s != n-1 {
+					t.Errorf("%d arms, rounds %d-%d: arm %s at positions adding to %d, want %d", n, 2*pair, 2*pair+1, a, s, n-1)
+				}
+			}
+			firsts[roundOrder(arms, 2*pair)[0].short] = true
+		}
+		if len(firsts) != n {
+			t.Errorf("%d arms: only %d different arms run first over %d pairs of rounds", n, len(firsts), n)
+		}
+	}
+}
