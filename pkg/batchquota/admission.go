@@ -219,9 +219,8 @@ func (pl *BatchQuota) Unreserve(ctx context.Context, cycleState fwk.CycleState, 
 	if _, complete := pl.cache.GangMembers(pod.Namespace, s.gang.Name); complete {
 		return
 	}
-	pl.handle.IterateOverWaitingPods(func(wp framework.WaitingPod) {
-		p := wp.GetPod()
-		if p.Namespace == pod.Namespace && p.Labels[schedv1alpha1.PodGroupLabel] == s.gang.Name && p.UID != pod.UID {
+	pl.waitingMembers(pod.Namespace, s.gang.Name, func(wp framework.WaitingPod) {
+		if wp.GetPod().UID != pod.UID {
 			wp.Reject(Name, fmt.Sprintf(ErrReasonGangReleasedFmt, s.gang.Name, pod.Name))
 		}
 	})

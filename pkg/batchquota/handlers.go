@@ -207,12 +207,26 @@ func (pl *BatchQuota) onPodGroupAdd(obj interface{}) {
 
 // allowWaiting lets a complete gang's members waiting at Permit through.
 func (pl *BatchQuota) allowWaiting(ns, name string) {
-	pl.handle.IterateOverWaitingPods(func(wp framework.WaitingPod) {
-		p := wp.GetPod()
-		if p.Namespace == ns && p.Labels[schedv1alpha1.PodGroupLabel] == name {
-			wp.Allow(Name)
+	pl.waitingMembers(ns, name, func(wp framework.WaitingPod) { wp.Allow(Name) })
+}
+
+// waitingMembers calls f for each pod of the gang that waits at Permit. It
+// looks the waiting pods up from the gang's own pods (an index of the pod
+// informer) rather than walking every waiting pod of the scheduler: with
+// many gangs assembling at once, that walk ran on every member's cycle and
+// grew with the number of gangs.
+func (pl *BatchQuota) waitingMembers(ns, name string, f func(framework.WaitingPod)) {
+	for _, p := range pl.groupPods(ns, name) {
+		wp := pl.handle.GetWaitingPod(p.UID)
+		if wp == nil {
+			continue
 		}
-	})
+		// The copy that waits is the one Permit judged; it must still be
+		// the gang's.
+		if wpod := wp.GetPod(); wpod.Namespace == ns && wpod.Labels[schedv1alpha1.PodGroupLabel] == name {
+			f(wp)
+		}
+	}
 }
 
 // ErrReasonPodGroupDeletedFmt: a member waiting at Permit is rejected
@@ -235,11 +249,8 @@ func (pl *BatchQuota) onPodGroupDelete(obj interface{}) {
 	}
 	pl.cache.DropGang(pg.Namespace, pg.Name)
 	pl.gangs.Forget(gangKey(pg.Namespace, pg.Name))
-	pl.handle.IterateOverWaitingPods(func(wp framework.WaitingPod) {
-		p := wp.GetPod()
-		if p.Namespace == pg.Namespace && p.Labels[schedv1alpha1.PodGroupLabel] == pg.Name {
-			wp.Reject(Name, fmt.Sprintf(ErrReasonPodGroupDeletedFmt, pg.Namespace, pg.Name))
-		}
+	pl.waitingMembers(pg.Namespace, pg.Name, func(wp framework.WaitingPod) {
+		wp.Reject(Name, fmt.Sprintf(ErrReasonPodGroupDeletedFmt, pg.Namespace, pg.Name))
 	})
 }
 

@@ -17,7 +17,9 @@ type siblingZones map[string]int64
 func (s siblingZones) Clone() fwk.StateData { return s }
 
 // PreScore finds the zones where the pod's gang siblings already sit: bound
-// ones from the pod lister, and ones waiting in Permit on their chosen node.
+// ones from the pod lister, and ones waiting in Permit on their chosen node
+// (the waiting copy carries the node). Both come from the gang's own pods,
+// so the work grows with the gang, not with the cluster's waiting pods.
 func (pl *BatchQuota) PreScore(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) *fwk.Status {
 	gang := pod.Labels[schedv1alpha1.PodGroupLabel]
 	if gang == "" {
@@ -31,22 +33,25 @@ func (pl *BatchQuota) PreScore(ctx context.Context, cycleState fwk.CycleState, p
 		return ni.Node().Labels[v1.LabelTopologyZone]
 	}
 	zones := siblingZones{}
-	siblings := pl.groupPods(pod.Namespace, gang)
-	for _, p := range siblings {
-		if p.UID != pod.UID && p.Spec.NodeName != "" {
-			if z := nodeZone(p.Spec.NodeName); z != "" {
-				zones[z]++
+	for _, p := range pl.groupPods(pod.Namespace, gang) {
+		if p.UID == pod.UID {
+			continue
+		}
+		node := p.Spec.NodeName
+		if node == "" {
+			wp := pl.handle.GetWaitingPod(p.UID)
+			if wp == nil {
+				continue
 			}
+			node = wp.GetPod().Spec.NodeName
+		}
+		if node == "" {
+			continue
+		}
+		if z := nodeZone(node); z != "" {
+			zones[z]++
 		}
 	}
-	pl.handle.IterateOverWaitingPods(func(wp framework.WaitingPod) {
-		p := wp.GetPod()
-		if p.Namespace == pod.Namespace && p.Labels[schedv1alpha1.PodGroupLabel] == gang && p.Spec.NodeName != "" {
-			if z := nodeZone(p.Spec.NodeName); z != "" {
-				zones[z]++
-			}
-		}
-	})
 	if len(zones) == 0 {
 		return fwk.NewStatus(fwk.Skip)
 	}
