@@ -65,3 +65,9 @@ func (h *heapSampler) stop() float64 {
 	defer h.mu.Unlock()
 	return float64(h.peak-h.baseline) / (1 << 20)
 }
+
+// baselineMiB is the process's live heap when the sampling started: the API
+// server, etcd and the harness, before the arm's scheduler.
+func (h *heapSampler) baselineMiB() float64 {
+	return float64(h.baseline) / (1 << 20)
+}

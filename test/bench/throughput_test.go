@@ -35,21 +35,26 @@ func init() {
 
 // options is the size of a run; every field has an environment variable.
 type options struct {
-	Nodes             int           `json:"nodes"`             // LOCUS_BENCH_NODES
-	Pods              int           `json:"pods"`              // LOCUS_BENCH_PODS, per arm and round
-	Rounds            int           `json:"rounds"`            // LOCUS_BENCH_ROUNDS
-	GangSize          int           `json:"gangSize"`          // LOCUS_BENCH_GANG_SIZE
-	CertifiedFraction float64       `json:"certifiedFraction"` // LOCUS_BENCH_CERTIFIED: share of nodes certified for pci-dss
-	Smoke             bool          `json:"smoke"`
-	arms              []string      // LOCUS_BENCH_ARMS: short names, comma separated; empty is all
-	out               string        // LOCUS_BENCH_OUT: JSON result file
-	profiles          string        // LOCUS_BENCH_PROFILES: directory for each arm's labelled CPU profile
-	timeout           time.Duration // LOCUS_BENCH_TIMEOUT: per arm, until every pod is bound
+	Nodes             int     `json:"nodes"`             // LOCUS_BENCH_NODES
+	Pods              int     `json:"pods"`              // LOCUS_BENCH_PODS, per arm and round
+	Rounds            int     `json:"rounds"`            // LOCUS_BENCH_ROUNDS
+	GangSize          int     `json:"gangSize"`          // LOCUS_BENCH_GANG_SIZE
+	CertifiedFraction float64 `json:"certifiedFraction"` // LOCUS_BENCH_CERTIFIED: share of nodes certified for pci-dss
+	Smoke             bool    `json:"smoke"`
+	// Warmup runs the first arm once, unrecorded, before round 1
+	// (LOCUS_BENCH_WARMUP; on at measurement size): the first arm in a fresh
+	// process meets a small heap and empty API server caches, and ran
+	// markedly faster than it did later in the same run.
+	Warmup   bool          `json:"warmup"`
+	arms     []string      // LOCUS_BENCH_ARMS: short names, comma separated; empty is all
+	out      string        // LOCUS_BENCH_OUT: JSON result file
+	profiles string        // LOCUS_BENCH_PROFILES: directory for each arm's labelled CPU profile
+	timeout  time.Duration // LOCUS_BENCH_TIMEOUT: per arm, until every pod is bound
 }
 
 func optionsFromEnv(t *testing.T) options {
 	t.Helper()
-	o := options{Nodes: 1000, Pods: 2000, Rounds: 3, GangSize: 8, CertifiedFraction: 0.5}
+	o := options{Nodes: 1000, Pods: 2000, Rounds: 3, GangSize: 8, CertifiedFraction: 0.5, Warmup: true}
 	if os.Getenv("LOCUS_BENCH") != "1" {
 		o = options{Nodes: 20, Pods: 50, Rounds: 1, GangSize: 5, CertifiedFraction: 0.5, Smoke: true}
 	}
@@ -75,6 +80,13 @@ func optionsFromEnv(t *testing.T) options {
 	}
 	if v := os.Getenv("LOCUS_BENCH_ARMS"); v != "" {
 		o.arms = strings.Split(v, ",")
+	}
+	if v := os.Getenv("LOCUS_BENCH_WARMUP"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			t.Fatalf("LOCUS_BENCH_WARMUP=%q: want true or false", v)
+		}
+		o.Warmup = b
 	}
 	o.out = os.Getenv("LOCUS_BENCH_OUT")
 	o.profiles = os.Getenv("LOCUS_BENCH_PROFILES")
@@ -154,6 +166,14 @@ func runArms(ctx context.Context, t *testing.T, c *cluster, opts options, arms [
 	t.Logf("created %d nodes in %v; %d pods per arm, %d rounds, arms %s",
 		opts.Nodes, time.Since(start).Round(time.Millisecond), opts.Pods, opts.Rounds, armNames(arms))
 
+	if opts.Warmup && len(arms) > 0 {
+		a := roundOrder(arms, 0)[0]
+		res, err := measure(ctx, c, a, -1, opts)
+		if err != nil {
+			t.Fatalf("warm-up, %s: %v", a.name(), err)
+		}
+		t.Logf("warm-up (not counted): %s, %d pods in %.3fs = %.1f pods/s", a.short, res.Pods, res.Seconds, res.PodsPerSecond)
+	}
 	rep := newReport(opts, arms)
 	for r := 0; r < opts.Rounds; r++ {
 		for pos, a := range roundOrder(arms, r) {
@@ -164,8 +184,8 @@ func runArms(ctx context.Context, t *testing.T, c *cluster, opts options, arms [
 			}
 			res.Position = pos + 1
 			rep.add(a.short, res)
-			t.Logf("round %d #%d %-16s %6d pods in %7.3fs = %7.1f pods/s, %7.1f pods per CPU-second (scheduler start %.2fs, %d events, heap peak +%.0f MiB%s)",
-				r+1, pos+1, a.short, res.Pods, res.Seconds, res.PodsPerSecond, res.PodsPerCPUSecond, res.StartupSeconds, res.Events, res.HeapPeakMiB, res.splitText())
+			t.Logf("round %d #%d %-16s %6d pods in %7.3fs = %7.1f pods/s, %7.1f pods per CPU-second (scheduler start %.2fs, %d events, heap %.0f MiB before the start, peak +%.0f MiB%s)",
+				r+1, pos+1, a.short, res.Pods, res.Seconds, res.PodsPerSecond, res.PodsPerCPUSecond, res.StartupSeconds, res.Events, res.HeapBaselineMiB, res.HeapPeakMiB, res.splitText())
 		}
 	}
 	rep.finish()
@@ -221,7 +241,7 @@ func measure(ctx context.Context, c *cluster, a arm, round int, opts options) (r
 	waitErr := w.wait(ctx, opts.timeout)
 	cpu := processCPU() - cpuBefore
 	shares, splitErr := split.stop(opts.profiles, m.run)
-	heapPeak := heap.stop()
+	heapPeak, heapBaseline := heap.stop(), heap.baselineMiB()
 	events := 0
 	if waitErr == nil {
 		// Let the scheduler write the events it still holds (locus records
@@ -250,6 +270,7 @@ func measure(ctx context.Context, c *cluster, a arm, round int, opts options) (r
 		FirstBindSeconds: first.Sub(running).Seconds(),
 		Events:           events,
 		HeapPeakMiB:      heapPeak,
+		HeapBaselineMiB:  heapBaseline,
 		CPUSplit:         shares,
 	}
 	res.PodsPerSecond = float64(res.Pods) / res.Seconds
