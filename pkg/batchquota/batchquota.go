@@ -28,6 +28,7 @@ package batchquota
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -144,6 +145,9 @@ type BatchQuota struct {
 	// reclaimedPods remembers the victims this plugin reclaimed until the
 	// informer shows them gone, so that they are not picked twice.
 	reclaimedPods *quota.Reclaimed
+	// queuedShares holds the fair share that orders each queued gang or
+	// lone pod (queuesort.go), by groupKey.
+	queuedShares sync.Map
 }
 
 // Name returns the plugin's name.

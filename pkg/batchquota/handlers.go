@@ -129,6 +129,7 @@ func (pl *BatchQuota) onPod(obj interface{}) {
 	if pl.cache.CountedBound(pod.UID, pod.Namespace, req) {
 		return // status updates of a pod already counted
 	}
+	pl.forgetQueuedShare(pod)
 	g, _ := pl.gangOf(pod)
 	pl.cache.AddBoundPod(pod.UID, pod.Namespace, req, g)
 	pl.blocked.Forget(pod.UID)
@@ -145,6 +146,7 @@ func (pl *BatchQuota) onPodDelete(obj interface{}) {
 	ns, counted := pl.cache.Counted(pod.UID)
 	pl.cache.RemovePod(pod.UID)
 	pl.blocked.Forget(pod.UID)
+	pl.forgetQueuedShare(pod)
 	if !counted {
 		return
 	}
@@ -249,6 +251,7 @@ func (pl *BatchQuota) onPodGroupDelete(obj interface{}) {
 	}
 	pl.cache.DropGang(pg.Namespace, pg.Name)
 	pl.gangs.Forget(gangKey(pg.Namespace, pg.Name))
+	pl.queuedShares.Delete(gangKey(pg.Namespace, pg.Name))
 	pl.waitingMembers(pg.Namespace, pg.Name, func(wp framework.WaitingPod) {
 		wp.Reject(Name, fmt.Sprintf(ErrReasonPodGroupDeletedFmt, pg.Namespace, pg.Name))
 	})

@@ -3,6 +3,7 @@ package batchquota
 import (
 	"time"
 
+	v1 "k8s.io/api/core/v1"
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
@@ -12,8 +13,9 @@ import (
 var _ framework.QueueSortPlugin = &BatchQuota{}
 
 // Less orders the scheduling queue: higher priority first; then a gang's
-// members together (they share every key below); then the quota that uses
-// the least of its min (fair share); then the older pod or gang.
+// members together (they share every key below); then the quota that used
+// the least of its min when the gang or pod was queued (fair share,
+// queuedShare); then the older pod or gang.
 func (pl *BatchQuota) Less(a, b fwk.QueuedPodInfo) bool {
 	pa, pb := a.GetPodInfo().GetPod(), b.GetPodInfo().GetPod()
 	if prioA, prioB := corev1helpers.PodPriority(pa), corev1helpers.PodPriority(pb); prioA != prioB {
@@ -23,7 +25,7 @@ func (pl *BatchQuota) Less(a, b fwk.QueuedPodInfo) bool {
 	if pa.Namespace == pb.Namespace && ga != "" && ga == gb {
 		return queuedBefore(a, b)
 	}
-	if sa, sb := pl.cache.Share(pa.Namespace), pl.cache.Share(pb.Namespace); sa != sb {
+	if sa, sb := pl.queuedShare(pa.Namespace, pa.Name, ga), pl.queuedShare(pb.Namespace, pb.Name, gb); sa != sb {
 		return sa < sb
 	}
 	ta, tb := pl.groupTime(pa.Namespace, ga, a), pl.groupTime(pb.Namespace, gb, b)
@@ -64,4 +66,36 @@ func groupKey(ns, name, gang string) string {
 		return ns + "/" + gang
 	}
 	return ns + "/" + name
+}
+
+// queuedShare is the fair share that orders a gang (or a lone pod) in the
+// queue: its namespace's share of its min when the queue first compared one
+// of its pods. The scheduler's queue is a heap, and a heap whose order
+// changes under it pops pods out of order: with the live share, which moves
+// with every placement, a burst of gangs in several namespaces came out with
+// their members scattered among other gangs', and partly placed gangs piled
+// up at Permit holding quota and nodes. The value is kept until the pod, or
+// the gang's last pending member, is placed or deleted (forgetQueuedShare),
+// so the next pods see the share of that time.
+func (pl *BatchQuota) queuedShare(ns, name, gang string) float64 {
+	key := groupKey(ns, name, gang)
+	if v, ok := pl.queuedShares.Load(key); ok {
+		return v.(float64)
+	}
+	v, _ := pl.queuedShares.LoadOrStore(key, pl.cache.Share(ns))
+	return v.(float64)
+}
+
+// forgetQueuedShare drops the pod's queue share once nothing of its gang
+// (or the lone pod itself) waits in the queue: placed, or deleted.
+func (pl *BatchQuota) forgetQueuedShare(pod *v1.Pod) {
+	gang := pod.Labels[schedv1alpha1.PodGroupLabel]
+	if gang != "" {
+		for _, p := range pl.groupPods(pod.Namespace, gang) {
+			if p.UID != pod.UID && p.Spec.NodeName == "" && p.DeletionTimestamp == nil {
+				return // a member still pending
+			}
+		}
+	}
+	pl.queuedShares.Delete(groupKey(pod.Namespace, pod.Name, gang))
 }

@@ -186,3 +186,30 @@ func TestLessOrdersQueue(t *testing.T) {
 		t.Errorf("queue order (-want,+got):\n%s", diff)
 	}
 }
+
+// The queue is a heap: the order of two queued pods must not change while
+// they wait, though their namespaces' usage does. A pod queued after the
+// change sees the new share.
+func TestQueuedShareStaysWhileQueued(t *testing.T) {
+	env := newQueueSortEnv(t)
+	idle := bqQueued(t, bqPod("idle", "p", 1).Obj(), bqNow, bqTime(0))
+	busy := bqQueued(t, bqPod("busy", "q", 1).Obj(), bqNow.Add(-time.Hour), bqTime(-time.Hour))
+	if !env.pl.Less(idle, busy) {
+		t.Fatal("idle (share 0) should go before busy (share 0.5)")
+	}
+	// idle now uses all of its min: more than busy.
+	env.pl.onPod(bqPod("idle", "big", 4).Node("n1").Obj())
+	if got := env.pl.cache.Share("idle"); got != 1 {
+		t.Fatalf("share of idle = %v, want 1", got)
+	}
+	if !env.pl.Less(idle, busy) || env.pl.Less(busy, idle) {
+		t.Error("the order of two queued pods changed while they waited")
+	}
+	// idle's pod is placed; the next pod of idle is ordered by the share now.
+	placed := bqPod("idle", "p", 1).Node("n1").Obj()
+	env.pl.onPod(placed)
+	next := bqQueued(t, bqPod("idle", "p2", 1).Obj(), bqNow, bqTime(0))
+	if env.pl.Less(next, busy) || !env.pl.Less(busy, next) {
+		t.Error("a pod of idle queued after its usage grew still goes before busy")
+	}
+}

@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -217,16 +219,30 @@ func (w *bindWatch) observe(obj interface{}) {
 }
 
 // wait returns when every pod is bound, or with an error at the timeout.
+// Every progressEvery it says on stderr how far the run is, with a few
+// pending pods and the scheduler's reason (long runs take many minutes).
 func (w *bindWatch) wait(ctx context.Context, timeout time.Duration) error {
-	select {
-	case <-w.all:
-		return nil
-	case <-time.After(timeout):
-		return fmt.Errorf("%d of %d pods bound after %v", w.boundCount(), w.want, timeout)
-	case <-ctx.Done():
-		return ctx.Err()
+	start := time.Now()
+	deadline := time.After(timeout)
+	progress := time.NewTicker(progressEvery)
+	defer progress.Stop()
+	for {
+		select {
+		case <-w.all:
+			return nil
+		case <-progress.C:
+			fmt.Fprintf(os.Stderr, "bench: %d of %d pods bound after %v; pending e.g. %s\n",
+				w.boundCount(), w.want, time.Since(start).Round(time.Second), strings.Join(w.pending(2), "; "))
+		case <-deadline:
+			return fmt.Errorf("%d of %d pods bound after %v", w.boundCount(), w.want, timeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
+
+// progressEvery is how often wait reports a run's progress.
+const progressEvery = 30 * time.Second
 
 func (w *bindWatch) boundCount() int {
 	w.mu.Lock()
