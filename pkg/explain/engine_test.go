@@ -265,8 +265,11 @@ func TestSimulate(t *testing.T) {
 				pod("etl", "c", "1").Obj(),
 				pod("pay", "card", "1").Annotation(locusv1alpha1.AnnotationCompliance, "pci-dss").Obj(),
 			},
-			// Fair share: once etl uses some of its min, pay (no quota) goes first.
-			want: []string{"etl/a placed", "pay/card placed pci", "etl/b placed", "etl/c waits"},
+			// Fair share orders pods by their quota's use when they were
+			// queued (the scheduler's queue is a heap, whose order must not
+			// change under it): all four are queued with nothing used, so
+			// they go by age and name.
+			want: []string{"etl/a placed", "etl/b placed", "etl/c waits", "pay/card placed pci"},
 			wantReason: map[string]string{
 				"etl/c": "BatchQuota: quota etl/quota: cpu would be 3 (used 2 + request 1), over max 2",
 			},
