@@ -2,6 +2,7 @@ package compliance
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -55,7 +56,7 @@ func TestCarriedStandardsFollowNodes(t *testing.T) {
 			t.Errorf("metricStandard(%q) = %q, want %q", std, got, want)
 		}
 	}
-	if got, want := x.spareKeys([]string{"pci-dss"}), []string{prefix + "hipaa"}; !equalStrings(got, want) {
+	if got, want := x.spareKeys([]string{"pci-dss"}), []string{prefix + "hipaa"}; !slices.Equal(got, want) {
 		t.Errorf("spareKeys(pci-dss) = %v, want %v", got, want)
 	}
 	// n1 drops hipaa: no node carries it any more.
@@ -77,18 +78,6 @@ func TestCarriedStandardsFollowNodes(t *testing.T) {
 	if len(x.holders) != 0 || len(x.of) != 0 {
 		t.Errorf("index keeps holders %v, nodes %v", x.holders, x.of)
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // parseDay accepts exactly the dates time.Parse accepts in dateLayout, and
