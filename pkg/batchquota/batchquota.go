@@ -146,7 +146,7 @@ type BatchQuota struct {
 	// informer shows them gone, so that they are not picked twice.
 	reclaimedPods *quota.Reclaimed
 	// queuedShares holds the fair share that orders each queued gang or
-	// lone pod (queuesort.go), by groupKey.
+	// lone pod (queuesort.go), by shareKey.
 	queuedShares sync.Map
 }
 

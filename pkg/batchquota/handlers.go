@@ -251,7 +251,7 @@ func (pl *BatchQuota) onPodGroupDelete(obj interface{}) {
 	}
 	pl.cache.DropGang(pg.Namespace, pg.Name)
 	pl.gangs.Forget(gangKey(pg.Namespace, pg.Name))
-	pl.queuedShares.Delete(gangKey(pg.Namespace, pg.Name))
+	pl.queuedShares.Delete(newShareKey(pg.Namespace, "", pg.Name))
 	pl.waitingMembers(pg.Namespace, pg.Name, func(wp framework.WaitingPod) {
 		wp.Reject(Name, fmt.Sprintf(ErrReasonPodGroupDeletedFmt, pg.Namespace, pg.Name))
 	})

@@ -78,7 +78,7 @@ func groupKey(ns, name, gang string) string {
 // the gang's last pending member, is placed or deleted (forgetQueuedShare),
 // so the next pods see the share of that time.
 func (pl *BatchQuota) queuedShare(ns, name, gang string) float64 {
-	key := groupKey(ns, name, gang)
+	key := newShareKey(ns, name, gang)
 	if v, ok := pl.queuedShares.Load(key); ok {
 		return v.(float64)
 	}
@@ -97,5 +97,20 @@ func (pl *BatchQuota) forgetQueuedShare(pod *v1.Pod) {
 			}
 		}
 	}
-	pl.queuedShares.Delete(groupKey(pod.Namespace, pod.Name, gang))
+	pl.queuedShares.Delete(newShareKey(pod.Namespace, pod.Name, gang))
+}
+
+// shareKey names a gang, or a lone pod, in queuedShares: a struct rather
+// than groupKey's string, since Less looks it up on every comparison and
+// should not build a string each time.
+type shareKey struct {
+	ns, name string
+	gang     bool
+}
+
+func newShareKey(ns, name, gang string) shareKey {
+	if gang != "" {
+		return shareKey{ns: ns, name: gang, gang: true}
+	}
+	return shareKey{ns: ns, name: name}
 }
