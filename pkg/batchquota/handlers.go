@@ -75,10 +75,22 @@ func (pl *BatchQuota) onQuota(obj interface{}) {
 			pl.handle.EventRecorder().Eventf(eq, nil, v1.EventTypeWarning, locusv1alpha1.EventReasonInvalidQuota, "Validate", msg)
 		}
 	}
-	pl.cache.SetQuota(&quota.Quota{
+	changed := pl.cache.SetQuota(&quota.Quota{
 		Namespace: eq.Namespace, Name: eq.Name,
 		Min: quota.LimitsFromList(eq.Spec.Min), Max: quota.LimitsFromList(eq.Spec.Max),
 	})
+	if !changed {
+		return // a status update or a resync
+	}
+	// A new quota or a new min or max can let pods in: of its namespace,
+	// and, as a min adds to the cluster's guaranteed total, those waiting
+	// for that total. The scheduler's own event for this quota comes
+	// through another informer and may requeue them before this cache holds
+	// the change; they would then be judged against the old quota and wait
+	// for the periodic flush.
+	if pods := pl.blocked.Freed(eq.Namespace, true); len(pods) > 0 {
+		pl.handle.Activate(pl.logger, pods)
+	}
 }
 
 func invalidQuota(eq *schedv1alpha1.ElasticQuota) string {

@@ -1,6 +1,7 @@
 package batchquota
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -318,5 +319,46 @@ func TestIsSpecChange(t *testing.T) {
 				t.Errorf("hint = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// A quota created or changed after pods were turned away brings back, from
+// BatchQuota's own informer, the pods it can help: the scheduler's event for
+// the quota comes through another informer and can requeue them before this
+// cache holds the quota, leaving them to the 5-minute flush. (Found by
+// TestLeaderKilledMidReclaim: a borrower's pod judged before the lender's
+// quota arrived never came back.) Status updates activate nothing.
+func TestQuotaCreatedAfterPodsActivatesThem(t *testing.T) {
+	borrower, other := bqPod("borrower", "b-0", 1).Obj(), bqPod("other", "o-0", 1).Obj()
+	env := newBQ(t, bqSetup{quotas: []*schedv1alpha1.ElasticQuota{bqEQ("borrower", "0", "4"), bqEQ("other", "1", "1")},
+		pods: []*v1.Pod{borrower, other, bqPod("other", "o-1", 1).Node("n1").Obj()}})
+	if st := env.attempt(borrower); st.Code() != fwk.Unschedulable {
+		t.Fatalf("PreFilter(b-0) with no guaranteed quota to borrow = %v, want Unschedulable", st)
+	}
+	if st := env.attempt(other); st.Code() != fwk.Unschedulable {
+		t.Fatalf("PreFilter(o-0) over its max = %v, want Unschedulable", st)
+	}
+	env.activations()
+
+	lender := bqEQ("lender", "4", "4")
+	env.pl.onQuota(lender)
+	if got, want := env.activations(), []string{"borrower/b-0"}; !slices.Equal(got, want) {
+		t.Errorf("a new quota with a min activated %v, want the pod waiting to borrow %v (not the one over its own max)", got, want)
+	}
+	if st := env.attempt(borrower); !st.IsSuccess() {
+		t.Errorf("PreFilter(b-0) once the lender's quota is known = %v, want Success", st)
+	}
+	bound := borrower.DeepCopy()
+	bound.Spec.NodeName = "n1"
+	env.pl.onPod(bound)
+
+	env.pl.onQuota(lender.DeepCopy()) // a status update: same spec
+	if got := env.activations(); len(got) != 0 {
+		t.Errorf("an update with the same spec activated %v", got)
+	}
+	raised := bqEQ("other", "1", "2")
+	env.pl.onQuota(raised)
+	if got, want := env.activations(), []string{"other/o-0"}; !slices.Equal(got, want) {
+		t.Errorf("raising other's max activated %v, want %v", got, want)
 	}
 }

@@ -1,6 +1,7 @@
 package quota
 
 import (
+	"maps"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -60,18 +61,22 @@ func NewCache() *Cache {
 	}
 }
 
-// SetQuota adds or replaces one ElasticQuota. Used is not touched: it always
-// comes from the pods.
-func (c *Cache) SetQuota(q *Quota) {
+// SetQuota adds or replaces one ElasticQuota and reports whether it is new
+// or its min or max changed. Used is not touched: it always comes from the
+// pods.
+func (c *Cache) SetQuota(q *Quota) (changed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cp := &Quota{Namespace: q.Namespace, Name: q.Name, Min: limitsClone(q.Min), Max: limitsClone(q.Max)}
 	if c.quotas[q.Namespace] == nil {
 		c.quotas[q.Namespace] = map[string]*Quota{}
 	}
+	old := c.quotas[q.Namespace][q.Name]
+	changed = old == nil || !maps.Equal(old.Min, cp.Min) || !maps.Equal(old.Max, cp.Max)
 	c.quotas[q.Namespace][q.Name] = cp
 	c.limits[q.Namespace] = mergeLimits(q.Namespace, c.quotas[q.Namespace])
 	c.dirty[q.Namespace] = true
+	return changed
 }
 
 // DeleteQuota removes one ElasticQuota; the namespace's others stay in force.
