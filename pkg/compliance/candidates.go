@@ -35,6 +35,46 @@ type nodeIndex struct {
 	of map[string]indexedNode
 	// answers are the last candidates per requirements (candidateKey).
 	answers map[string]*candidates
+	// spares are the last spare-certification counts per set of standards
+	// left out (spareKey).
+	spares map[string]*spareCounts
+	// keptGen is the generation of the answers and spares kept: their keys
+	// come from pods, so a new generation starts afresh (see keepLocked).
+	keptGen uint64
+}
+
+// maxKept bounds the answers (and the spare counts) kept at once. Pods name
+// standards freely; the sets that a cluster's pods ask for are few.
+const maxKept = 256
+
+// keepLocked makes room for an answer computed at the current generation:
+// answers of older generations can never be used again, and past maxKept
+// all are dropped, to be computed again when asked for.
+func (x *nodeIndex) keepLocked() {
+	if x.keptGen != x.gen || len(x.answers) >= maxKept || len(x.spares) >= maxKept {
+		clear(x.answers)
+		clear(x.spares)
+		x.keptGen = x.gen
+	}
+}
+
+// validity says when an answer computed from the index holds: while the
+// index is at generation gen, from from until until, the first expiry
+// among the certifications it counted valid (zero: none expires).
+type validity struct {
+	gen         uint64
+	from, until time.Time
+}
+
+func (v *validity) holds(gen uint64, now time.Time) bool {
+	return v.gen == gen && !now.Before(v.from) && (v.until.IsZero() || now.Before(v.until))
+}
+
+// counted narrows the answer's validity to a certification it counted valid.
+func (v *validity) counted(h heldCert) {
+	if !h.forever && (v.until.IsZero() || h.until.Before(v.until)) {
+		v.until = h.until
+	}
 }
 
 type indexedNode struct {
@@ -44,12 +84,15 @@ type indexedNode struct {
 
 // candidates is the answer for one set of requirements.
 type candidates struct {
-	gen uint64
-	// [from, until) is when the answer holds: it was computed at from, and
-	// until is the first expiry among the certifications it counted valid
-	// (zero: none expires).
-	from, until time.Time
-	nodes       sets.Set[string]
+	validity
+	nodes sets.Set[string]
+}
+
+// spareCounts is, for one set of standards left out, how many other valid
+// certifications each node holds; nodes holding none are absent.
+type spareCounts struct {
+	validity
+	counts map[string]int32
 }
 
 func newNodeIndex(prefix, regionLabel string) *nodeIndex {
@@ -59,7 +102,7 @@ func newNodeIndex(prefix, regionLabel string) *nodeIndex {
 	return &nodeIndex{
 		prefix: prefix, regionLabel: regionLabel,
 		holders: map[string]map[string]heldCert{}, byRegion: map[string]sets.Set[string]{},
-		of: map[string]indexedNode{}, answers: map[string]*candidates{},
+		of: map[string]indexedNode{}, answers: map[string]*candidates{}, spares: map[string]*spareCounts{},
 	}
 }
 
@@ -132,20 +175,41 @@ func (x *nodeIndex) metricStandard(std string) string {
 	return otherStandard
 }
 
-// spareKeys returns the certification labels of the standards that some
-// node carries, leaving out skip (a pod's own standards): what Score counts
-// to keep certified capacity free. Empty when no node carries another.
-func (x *nodeIndex) spareKeys(skip []string) []string {
+// spareKey names a set of standards left out (sorted, as Requirements
+// holds them).
+func spareKey(skip []string) string { return strings.Join(skip, ",") }
+
+// spareCounts returns, for each node, how many valid certifications at now
+// it holds for standards other than skip (a pod's own): what Score reads to
+// keep certified capacity free, one map lookup per node. Nodes holding none
+// are absent; an empty map means every node scores the same. The map is
+// shared and must not be changed.
+func (x *nodeIndex) spareCounts(skip []string, now time.Time) map[string]int32 {
+	key := spareKey(skip)
 	x.mu.RLock()
-	defer x.mu.RUnlock()
-	var keys []string
-	for std := range x.holders {
-		if !slices.Contains(skip, std) {
-			keys = append(keys, x.prefix+std)
+	c := x.spares[key]
+	fresh := c != nil && c.holds(x.gen, now)
+	x.mu.RUnlock()
+	if fresh {
+		return c.counts
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	c = &spareCounts{validity: validity{gen: x.gen, from: now}, counts: map[string]int32{}}
+	for std, holders := range x.holders {
+		if slices.Contains(skip, std) {
+			continue
+		}
+		for node, h := range holders {
+			if h.state(now) == CertValid {
+				c.counts[node]++
+				c.counted(h)
+			}
 		}
 	}
-	slices.Sort(keys)
-	return keys
+	x.keepLocked()
+	x.spares[key] = c
+	return c.counts
 }
 
 // candidateKey names a set of requirements: their standards (sorted) and
@@ -161,7 +225,7 @@ func (x *nodeIndex) candidates(req *Requirements, now time.Time) sets.Set[string
 	key := candidateKey(req)
 	x.mu.RLock()
 	c := x.answers[key]
-	fresh := c != nil && c.gen == x.gen && !now.Before(c.from) && (c.until.IsZero() || now.Before(c.until))
+	fresh := c != nil && c.holds(x.gen, now)
 	x.mu.RUnlock()
 	if fresh {
 		return c.nodes
@@ -169,12 +233,13 @@ func (x *nodeIndex) candidates(req *Requirements, now time.Time) sets.Set[string
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	c = x.computeLocked(req, now)
+	x.keepLocked()
 	x.answers[key] = c
 	return c.nodes
 }
 
 func (x *nodeIndex) computeLocked(req *Requirements, now time.Time) *candidates {
-	c := &candidates{gen: x.gen, from: now, nodes: sets.New[string]()}
+	c := &candidates{validity: validity{gen: x.gen, from: now}, nodes: sets.New[string]()}
 	inResidency := func(node string) bool {
 		return req.Residency == "" || req.Regions.Has(x.of[node].region)
 	}
@@ -198,19 +263,17 @@ nodes:
 		if !inResidency(node) {
 			continue
 		}
-		until := time.Time{}
+		var v validity
 		for _, std := range req.Standards {
 			h, ok := x.holders[std][node]
 			if !ok || h.state(now) != CertValid {
 				continue nodes
 			}
-			if !h.forever && (until.IsZero() || h.until.Before(until)) {
-				until = h.until
-			}
+			v.counted(h)
 		}
 		c.nodes.Insert(node)
-		if !until.IsZero() && (c.until.IsZero() || until.Before(c.until)) {
-			c.until = until
+		if !v.until.IsZero() {
+			c.counted(heldCert{until: v.until})
 		}
 	}
 	return c

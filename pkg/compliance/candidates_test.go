@@ -3,7 +3,9 @@ package compliance
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand"
+	"slices"
 	"testing"
 	"time"
 
@@ -71,6 +73,42 @@ func TestNodeIndexAgreesWithCheck(t *testing.T) {
 				t.Fatalf("step %d, %s at %v: index says %v, Check says %v", step, candidateKey(req), now, sets.List(got), sets.List(want))
 			}
 		}
+		// Score's spare counts agree with each node's labels read one by one.
+		for _, skip := range [][]string{nil, {"pci-dss"}, {"hipaa"}, {"hipaa", "pci-dss"}} {
+			want := map[string]int32{}
+			for n, node := range nodes {
+				for _, std := range []string{"pci-dss", "hipaa"} {
+					if v, ok := node.Labels[prefix+std]; ok && !slices.Contains(skip, std) && certificationValue(v, now) == CertValid {
+						want[n]++
+					}
+				}
+			}
+			if got := x.spareCounts(skip, now); !maps.Equal(got, want) {
+				t.Fatalf("step %d, spare counts leaving out %v at %v: index says %v, labels say %v", step, skip, now, got, want)
+			}
+		}
+	}
+}
+
+// The answers kept are bounded: their keys come from pods, which name
+// standards freely, and a node change starts afresh.
+func TestNodeIndexBoundsAnswersKept(t *testing.T) {
+	x := newNodeIndex(defaultPrefix, "")
+	x.set(st.MakeNode().Name("n1").Label(defaultPrefix+"pci-dss", "true").Obj())
+	for i := range 3 * maxKept {
+		std := fmt.Sprintf("made-up-%d", i)
+		x.candidates((&Requirements{Standards: []string{std}}).withLabelKeys(defaultPrefix), testNow)
+		x.spareCounts([]string{std}, testNow)
+	}
+	if len(x.answers) > maxKept || len(x.spares) > maxKept {
+		t.Errorf("%d answers and %d spare counts kept, want at most %d each", len(x.answers), len(x.spares), maxKept)
+	}
+	x.set(st.MakeNode().Name("n2").Label(defaultPrefix+"pci-dss", "true").Obj())
+	if got := x.candidates((&Requirements{Standards: []string{"pci-dss"}}).withLabelKeys(defaultPrefix), testNow); got.Len() != 2 {
+		t.Errorf("after n2 was added: %v, want n1 and n2", sets.List(got))
+	}
+	if len(x.answers) != 1 || len(x.spares) != 0 {
+		t.Errorf("after a node change: %d answers and %d spare counts kept, want only the one asked for since", len(x.answers), len(x.spares))
 	}
 }
 

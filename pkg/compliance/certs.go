@@ -73,16 +73,3 @@ func (h heldCert) state(now time.Time) CertState {
 // pod can name any standard, and a label value per pod-supplied string
 // would be an unbounded series.
 const otherStandard = "other"
-
-// countValid counts the certification labels among keys that the node
-// carries with a value valid at now. Score calls it per node: one map lookup
-// per standard that some node carries, no allocation.
-func countValid(labels map[string]string, keys []string, now time.Time) int {
-	n := 0
-	for _, k := range keys {
-		if v, ok := labels[k]; ok && certificationValue(v, now) == CertValid {
-			n++
-		}
-	}
-	return n
-}

@@ -2,42 +2,57 @@ package compliance
 
 import (
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
 )
 
-// Score counts what each version of a node says, and expiry moves with
-// time.
-func TestCountValid(t *testing.T) {
+// Score's counts follow each version of a node, leave out the pod's own
+// standards, and move with time: a dated certification stops counting the
+// day after its date, without any node event.
+func TestSpareCounts(t *testing.T) {
 	const prefix = "node-restriction.kubernetes.io/compliance."
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	both := []string{prefix + "hipaa", prefix + "pci-dss"}
+	x := newNodeIndex(prefix, "")
+	spare := func(skip []string, at time.Time, node string) int32 { return x.spareCounts(skip, at)[node] }
 
-	v1node := st.MakeNode().Name("n").Label(prefix+"pci-dss", "true").Obj()
-	if got := countValid(v1node.Labels, both, now); got != 1 {
+	x.set(st.MakeNode().Name("n").Label(prefix+"pci-dss", "true").Obj())
+	if got := spare(nil, now, "n"); got != 1 {
 		t.Errorf("first version: %d, want 1", got)
 	}
-	v2node := st.MakeNode().Name("n").Label(prefix+"pci-dss", "true").Label(prefix+"hipaa", "true").Obj()
-	if got := countValid(v2node.Labels, both, now); got != 2 {
+	x.set(st.MakeNode().Name("n").Label(prefix+"pci-dss", "true").Label(prefix+"hipaa", "true").Obj())
+	if got := spare(nil, now, "n"); got != 2 {
 		t.Errorf("second version of the node: %d, want 2", got)
 	}
-	if got := countValid(v2node.Labels, both[1:], now); got != 1 {
+	if got := spare([]string{"hipaa"}, now, "n"); got != 1 {
 		t.Errorf("with hipaa left out: %d, want 1", got)
 	}
+	if got := spare([]string{"hipaa", "pci-dss"}, now, "n"); got != 0 {
+		t.Errorf("with both left out: %d, want 0", got)
+	}
 
-	last := st.MakeNode().Name("m").Label(prefix+"hipaa", "2026-03-01").Obj()
-	if got := countValid(last.Labels, both, now); got != 1 {
+	x.set(st.MakeNode().Name("m").Label(prefix+"hipaa", "2026-03-01").Obj())
+	if got := spare(nil, now, "m"); got != 1 {
 		t.Errorf("valid on its last day: got %d", got)
 	}
-	if got := countValid(last.Labels, both, now.Add(24*time.Hour)); got != 0 {
+	if got := spare(nil, now.Add(24*time.Hour), "m"); got != 0 {
 		t.Errorf("the day after: got %d", got)
 	}
-	garbage := st.MakeNode().Name("g").Label(prefix+"hipaa", "garbage").Obj()
-	if got := countValid(garbage.Labels, both, now); got != 0 {
-		t.Errorf("a value that is neither true nor a date: got %d", got)
+	if got := spare(nil, now.Add(24*time.Hour), "n"); got != 2 {
+		t.Errorf("certifications without expiry the day after: got %d, want 2", got)
+	}
+	x.set(st.MakeNode().Name("g").Label(prefix+"hipaa", "garbage").Obj())
+	if got := x.spareCounts(nil, now); got["g"] != 0 {
+		t.Errorf("a value that is neither true nor a date: got %d", got["g"])
+	}
+	if _, ok := x.spareCounts(nil, now)["g"]; ok {
+		t.Errorf("a node holding no valid certification is in the counts")
+	}
+	x.remove("n")
+	x.remove("m")
+	if got := x.spareCounts(nil, now); len(got) != 0 {
+		t.Errorf("counts %v with no node holding a valid certification, want none (Score is skipped)", got)
 	}
 }
 
@@ -56,16 +71,16 @@ func TestCarriedStandardsFollowNodes(t *testing.T) {
 			t.Errorf("metricStandard(%q) = %q, want %q", std, got, want)
 		}
 	}
-	if got, want := x.spareKeys([]string{"pci-dss"}), []string{prefix + "hipaa"}; !slices.Equal(got, want) {
-		t.Errorf("spareKeys(pci-dss) = %v, want %v", got, want)
+	if got := x.spareCounts([]string{"pci-dss"}, time.Now()); len(got) != 0 {
+		t.Errorf("spareCounts(pci-dss) = %v: n1's hipaa is not valid, want none", got)
 	}
 	// n1 drops hipaa: no node carries it any more.
 	x.set(st.MakeNode().Name("n1").Label(prefix+"pci-dss", "true").Obj())
 	if got := x.metricStandard("hipaa"); got != otherStandard {
 		t.Errorf("metricStandard(hipaa) = %q after n1 dropped it, want %q", got, otherStandard)
 	}
-	if got := x.spareKeys([]string{"pci-dss"}); len(got) != 0 {
-		t.Errorf("spareKeys(pci-dss) = %v with only pci-dss carried, want none", got)
+	if got := x.spareCounts(nil, time.Now()); got["n1"] != 1 {
+		t.Errorf("spareCounts(none)[n1] = %d, want its pci-dss", got["n1"])
 	}
 	x.remove("n1")
 	if got := x.metricStandard("pci-dss"); got != "pci-dss" {

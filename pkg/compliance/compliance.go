@@ -277,38 +277,39 @@ func (pl *Compliance) Filter(ctx context.Context, cycleState fwk.CycleState, pod
 	return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, v.Message)
 }
 
-// preScoreState is what Score needs for one pod.
+// preScoreState is what Score needs for one pod: how many valid
+// certifications each node holds beyond the pod's own (nodes holding none
+// absent), from the node index.
 type preScoreState struct {
-	// keys are the certification labels that Score counts: those of the
-	// standards some node carries, other than the pod's own.
-	keys []string
-	now  time.Time
+	spare map[string]int32
 }
 
 // Clone returns the state itself: it does not change with added or removed pods.
 func (s *preScoreState) Clone() fwk.StateData { return s }
 
-// PreScore prepares the preserveCertifiedCapacity score. Without a
-// certification to count (none carried by any node beyond the pod's own),
-// every node would score the same, and Score is skipped.
+// PreScore prepares the preserveCertifiedCapacity score. When no node holds
+// a valid certification beyond the pod's own, every node would score the
+// same, and Score is skipped.
 func (pl *Compliance) PreScore(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) *fwk.Status {
 	if !pl.args.PreserveCertifiedCapacity {
 		return fwk.NewStatus(fwk.Skip)
 	}
-	s := &preScoreState{now: pl.clock.Now()}
+	now := pl.clock.Now()
 	var required []string
 	if pf, err := getPreFilterState(cycleState); err == nil {
-		required, s.now = pf.req.Standards, pf.now
+		required, now = pf.req.Standards, pf.now
 	}
-	if s.keys = pl.index.spareKeys(required); len(s.keys) == 0 {
+	spare := pl.index.spareCounts(required, now)
+	if len(spare) == 0 {
 		return fwk.NewStatus(fwk.Skip)
 	}
-	cycleState.Write(preScoreStateKey, s)
+	cycleState.Write(preScoreStateKey, &preScoreState{spare: spare})
 	return nil
 }
 
-// Score counts the valid certifications a node holds beyond what the pod
-// needs; NormalizeScore reverses it, so that nodes with the least certified
+// Score is the number of valid certifications a node holds beyond what the
+// pod needs (a lookup: PreScore took the counts from the node index);
+// NormalizeScore reverses it, so that nodes with the least certified
 // capacity to spare score highest and certified nodes stay free for
 // regulated work.
 func (pl *Compliance) Score(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
@@ -316,8 +317,7 @@ func (pl *Compliance) Score(ctx context.Context, cycleState fwk.CycleState, pod 
 	if err != nil {
 		return 0, fwk.AsStatus(fmt.Errorf("reading %q from cycle state: %w", preScoreStateKey, err))
 	}
-	s := c.(*preScoreState)
-	return int64(countValid(nodeInfo.Node().Labels, s.keys, s.now)), nil
+	return int64(c.(*preScoreState).spare[nodeInfo.Node().Name]), nil
 }
 
 // NormalizeScore maps the counts to 0..100, fewest spare certifications highest.

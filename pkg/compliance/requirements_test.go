@@ -395,7 +395,7 @@ func TestValidCertifications(t *testing.T) {
 			node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: tt.labels}}
 			x := newNodeIndex(tt.prefix, "")
 			x.set(node)
-			if got := countValid(node.Labels, x.spareKeys(tt.skip), now); got != tt.want {
+			if got := x.spareCounts(tt.skip, now)[node.Name]; got != int32(tt.want) {
 				t.Errorf("valid certifications counted = %d, want %d", got, tt.want)
 			}
 		})
