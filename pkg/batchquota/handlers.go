@@ -210,7 +210,7 @@ func (pl *BatchQuota) onPodGroupAdd(obj interface{}) {
 	}
 	pods := map[string]*v1.Pod{}
 	for _, p := range pl.groupPods(pg.Namespace, pg.Name) {
-		if p.Spec.NodeName == "" && p.DeletionTimestamp == nil {
+		if pending(p) {
 			pods[p.Namespace+"/"+p.Name] = p
 		}
 	}

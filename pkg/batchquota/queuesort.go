@@ -92,13 +92,17 @@ func (pl *BatchQuota) forgetQueuedShare(pod *v1.Pod) {
 	gang := pod.Labels[schedv1alpha1.PodGroupLabel]
 	if gang != "" {
 		for _, p := range pl.groupPods(pod.Namespace, gang) {
-			if p.UID != pod.UID && p.Spec.NodeName == "" && p.DeletionTimestamp == nil {
+			if p.UID != pod.UID && pending(p) {
 				return // a member still pending
 			}
 		}
 	}
 	pl.queuedShares.Delete(newShareKey(pod.Namespace, pod.Name, gang))
 }
+
+// pending says whether a pod still waits to be placed: not bound, not
+// being deleted.
+func pending(p *v1.Pod) bool { return p.Spec.NodeName == "" && p.DeletionTimestamp == nil }
 
 // shareKey names a gang, or a lone pod, in queuedShares: a struct rather
 // than groupKey's string, since Less looks it up on every comparison and

@@ -41,6 +41,9 @@ type result struct {
 	// with goroutine labels (cpusplit_test.go); absent when the run was
 	// profiled otherwise (go test -cpuprofile).
 	CPUSplit *cpuShares `json:"cpuSplit,omitempty"`
+	// WorkPerPod is what the scheduler did per pod, from its own metrics
+	// (work_test.go): attempts, nodes filtered and scored.
+	WorkPerPod *schedulerWork `json:"workPerPod,omitempty"`
 }
 
 // schedulerMsPerPod is the scheduler's own CPU per pod, in milliseconds, or
@@ -83,6 +86,8 @@ type armReport struct {
 	// runtime's (0 without a split).
 	MedianSchedulerMsPerPod float64 `json:"medianSchedulerMsPerPod"`
 	MedianRestMsPerPod      float64 `json:"medianRestMsPerPod"`
+	// MedianWorkPerPod is the median of each count in WorkPerPod.
+	MedianWorkPerPod *schedulerWork `json:"medianWorkPerPod,omitempty"`
 }
 
 type comparisonReport struct {
@@ -133,8 +138,11 @@ func (r *report) add(arm string, res result) {
 // finish computes medians and the comparisons whose two arms both ran.
 func (r *report) finish() {
 	for _, a := range r.Arms {
-		var v, cpu, heap, events, sched, rest []float64
+		var v, cpu, heap, events, sched, rest, attempts, filtered, scored []float64
 		for _, res := range a.Results {
+			if w := res.WorkPerPod; w != nil {
+				attempts, filtered, scored = append(attempts, w.Attempts), append(filtered, w.NodesFiltered), append(scored, w.NodesScored)
+			}
 			if res.CPUSplit != nil {
 				sched = append(sched, res.schedulerMsPerPod())
 				rest = append(rest, res.restMsPerPod())
@@ -149,6 +157,9 @@ func (r *report) finish() {
 		a.MedianPodsPerSecond, a.MedianPodsPerCPUSecond = median(v), median(cpu)
 		a.MedianHeapPeakMiB, a.EventsPerPod = median(heap), median(events)
 		a.MedianSchedulerMsPerPod, a.MedianRestMsPerPod = median(sched), median(rest)
+		if len(attempts) > 0 {
+			a.MedianWorkPerPod = &schedulerWork{Attempts: median(attempts), NodesFiltered: median(filtered), NodesScored: median(scored)}
+		}
 	}
 	for _, c := range comparisons {
 		num, den := r.byArm[c.numerator], r.byArm[c.denominator]
@@ -211,6 +222,10 @@ func (r *report) print(w io.Writer) {
 		func(a *armReport) float64 { return a.MedianSchedulerMsPerPod })
 	r.printTable(w, "API server, etcd and runtime CPU per pod, ms", result.restMsPerPod,
 		func(a *armReport) float64 { return a.MedianRestMsPerPod })
+	r.printTable(w, "nodes NodeResourcesFit filtered per pod", func(res result) float64 { return res.WorkPerPod.filtered() },
+		func(a *armReport) float64 { return a.MedianWorkPerPod.filtered() })
+	r.printTable(w, "nodes NodeResourcesFit scored per pod", func(res result) float64 { return res.WorkPerPod.scored() },
+		func(a *armReport) float64 { return a.MedianWorkPerPod.scored() })
 	r.printTable(w, "events written per pod", func(res result) float64 { return float64(res.Events) / float64(max(res.Pods, 1)) },
 		func(a *armReport) float64 { return a.EventsPerPod })
 	for _, c := range r.Comparisons {

@@ -11,6 +11,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -89,7 +90,12 @@ func optionsFromEnv(t *testing.T) options {
 		o.Warmup = b
 	}
 	o.out = os.Getenv("LOCUS_BENCH_OUT")
-	o.profiles = os.Getenv("LOCUS_BENCH_PROFILES")
+	if o.profiles = os.Getenv("LOCUS_BENCH_PROFILES"); o.profiles != "" {
+		// Made here rather than found missing after the nodes are created.
+		if err := os.MkdirAll(o.profiles, 0o755); err != nil {
+			t.Fatalf("LOCUS_BENCH_PROFILES=%q: %v", o.profiles, err)
+		}
+	}
 	// Generous: a stuck arm fails the run rather than hanging it, and even
 	// 20 pods/s finishes inside it.
 	o.timeout = 2*time.Minute + time.Duration(o.Pods)*50*time.Millisecond
@@ -185,7 +191,7 @@ func runArms(ctx context.Context, t *testing.T, c *cluster, opts options, arms [
 			res.Position = pos + 1
 			rep.add(a.short, res)
 			t.Logf("round %d #%d %-16s %6d pods in %7.3fs = %7.1f pods/s, %7.1f pods per CPU-second (scheduler start %.2fs, %d events, heap %.0f MiB before the start, peak +%.0f MiB%s)",
-				r+1, pos+1, a.short, res.Pods, res.Seconds, res.PodsPerSecond, res.PodsPerCPUSecond, res.StartupSeconds, res.Events, res.HeapBaselineMiB, res.HeapPeakMiB, res.splitText())
+				r+1, pos+1, a.short, res.Pods, res.Seconds, res.PodsPerSecond, res.PodsPerCPUSecond, res.StartupSeconds, res.Events, res.HeapBaselineMiB, res.HeapPeakMiB, res.splitText()+res.WorkPerPod.text())
 		}
 	}
 	rep.finish()
@@ -224,6 +230,8 @@ func measure(ctx context.Context, c *cluster, a arm, round int, opts options) (r
 	// Leave as little garbage of the last arm as possible to this one.
 	runtime.GC()
 
+	// Read before the start: the scheduler schedules as soon as it runs.
+	workBefore, workErr := readSchedulerWork()
 	begin := time.Now()
 	heap := startHeapSampler()
 	var s *testenv.Scheduler
@@ -240,6 +248,8 @@ func measure(ctx context.Context, c *cluster, a arm, round int, opts options) (r
 	running, cpuBefore := time.Now(), processCPU()
 	waitErr := w.wait(ctx, opts.timeout)
 	cpu := processCPU() - cpuBefore
+	workAfter, err := readSchedulerWork()
+	workErr = errors.Join(workErr, err)
 	shares, splitErr := split.stop(opts.profiles, m.run)
 	heapPeak, heapBaseline := heap.stop(), heap.baselineMiB()
 	events := 0
@@ -274,6 +284,10 @@ func measure(ctx context.Context, c *cluster, a arm, round int, opts options) (r
 		CPUSplit:         shares,
 	}
 	res.PodsPerSecond = float64(res.Pods) / res.Seconds
+	if workErr == nil {
+		work := workAfter.perPod(workBefore, res.Pods)
+		res.WorkPerPod = &work
+	}
 	// CPU is read when the wait returns, a moment after the last bind.
 	if res.CPUSeconds = cpu.Seconds(); res.CPUSeconds > 0 {
 		res.PodsPerCPUSecond = float64(res.Pods) / res.CPUSeconds
@@ -285,5 +299,5 @@ func measure(ctx context.Context, c *cluster, a arm, round int, opts options) (r
 	if err := a.workload.cleanup(ctx, c, m); err != nil {
 		return res, err
 	}
-	return res, splitErr
+	return res, errors.Join(splitErr, workErr)
 }
