@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
@@ -58,8 +61,56 @@ func LoadConfigFile(path string) (*schedconfig.KubeSchedulerConfiguration, error
 type Scheduler struct {
 	*scheduler.Scheduler
 	Informers informers.SharedInformerFactory
-	cancel    context.CancelFunc
-	done      chan struct{}
+	// Events counts the events it has written (created or patched) and
+	// when the last write returned.
+	Events *EventWrites
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// EventWrites is an events sink that counts what it writes: the scheduler's
+// events go through one goroutine, one request at a time, and may be
+// written well after the pods they are about.
+type EventWrites struct {
+	events.EventSink
+	mu   sync.Mutex
+	n    int
+	last time.Time
+}
+
+func (w *EventWrites) wrote() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.n++
+	w.last = time.Now()
+}
+
+// Written returns how many events were written and when the last write returned.
+func (w *EventWrites) Written() (int, time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n, w.last
+}
+
+// Create writes a new event.
+func (w *EventWrites) Create(ctx context.Context, e *eventsv1.Event) (*eventsv1.Event, error) {
+	out, err := w.EventSink.Create(ctx, e)
+	w.wrote()
+	return out, err
+}
+
+// Update replaces an event.
+func (w *EventWrites) Update(ctx context.Context, e *eventsv1.Event) (*eventsv1.Event, error) {
+	out, err := w.EventSink.Update(ctx, e)
+	w.wrote()
+	return out, err
+}
+
+// Patch updates an event series.
+func (w *EventWrites) Patch(ctx context.Context, e *eventsv1.Event, data []byte) (*eventsv1.Event, error) {
+	out, err := w.EventSink.Patch(ctx, e, data)
+	w.wrote()
+	return out, err
 }
 
 // Stop stops the scheduler and waits until it has returned.
@@ -88,7 +139,8 @@ func StartSchedulerWithKubeConfig(ctx context.Context, cfg *schedconfig.KubeSche
 	ctx, cancel := context.WithCancel(ctx)
 	informerFactory := scheduler.NewInformerFactory(client, 0)
 	dynInformerFactory := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
-	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})
+	sink := &EventWrites{EventSink: &events.EventSinkImpl{Interface: client.EventsV1()}}
+	broadcaster := events.NewBroadcaster(sink)
 
 	sched, err := scheduler.New(ctx, client, informerFactory, dynInformerFactory,
 		profile.NewRecorderFactory(broadcaster),
@@ -114,7 +166,7 @@ func StartSchedulerWithKubeConfig(ctx context.Context, cfg *schedconfig.KubeSche
 		return nil, fmt.Errorf("waiting for event handlers: %w", err)
 	}
 
-	s := &Scheduler{Scheduler: sched, Informers: informerFactory, cancel: cancel, done: make(chan struct{})}
+	s := &Scheduler{Scheduler: sched, Informers: informerFactory, Events: sink, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		sched.Run(ctx)

@@ -286,6 +286,22 @@ func (w *bindWatch) stop() { w.cancel() }
 
 // settleEvents waits, up to 20s, until the number of events in the
 // namespaces stops growing for half a second, and returns that number.
+// eventWritesSettled waits until the scheduler has written no event for a
+// second (at most 30 seconds) and returns when its last write returned.
+func eventWritesSettled(ctx context.Context, w *testenv.EventWrites) time.Time {
+	n, last := w.Written()
+	quiet := time.Now()
+	for deadline := quiet.Add(30 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
+		time.Sleep(50 * time.Millisecond)
+		if m, l := w.Written(); m != n {
+			n, last, quiet = m, l, time.Now()
+		} else if time.Since(quiet) >= time.Second {
+			break
+		}
+	}
+	return last
+}
+
 func (c *cluster) settleEvents(ctx context.Context, namespaces []string) int {
 	count := func() int {
 		n := 0

@@ -191,7 +191,7 @@ func runArms(ctx context.Context, t *testing.T, c *cluster, opts options, arms [
 			res.Position = pos + 1
 			rep.add(a.short, res)
 			t.Logf("round %d #%d %-16s %6d pods in %7.3fs = %7.1f pods/s, %7.1f pods per CPU-second (scheduler start %.2fs, %d events, heap %.0f MiB before the start, peak +%.0f MiB%s)",
-				r+1, pos+1, a.short, res.Pods, res.Seconds, res.PodsPerSecond, res.PodsPerCPUSecond, res.StartupSeconds, res.Events, res.HeapBaselineMiB, res.HeapPeakMiB, res.splitText()+res.WorkPerPod.text())
+				r+1, pos+1, a.short, res.Pods, res.Seconds, res.PodsPerSecond, res.PodsPerCPUSecond, res.StartupSeconds, res.Events, res.HeapBaselineMiB, res.HeapPeakMiB, res.eventsText()+res.splitText()+res.WorkPerPod.text())
 		}
 	}
 	rep.finish()
@@ -248,12 +248,14 @@ func measure(ctx context.Context, c *cluster, a arm, round int, opts options) (r
 	running, cpuBefore := time.Now(), processCPU()
 	waitErr := w.wait(ctx, opts.timeout)
 	cpu := processCPU() - cpuBefore
+	eventsByLastBind, _ := s.Events.Written()
 	workAfter, err := readSchedulerWork()
 	workErr = errors.Join(workErr, err)
 	shares, splitErr := split.stop(opts.profiles, m.run)
 	heapPeak, heapBaseline := heap.stop(), heap.baselineMiB()
-	events := 0
+	events, lastEvent := 0, time.Time{}
 	if waitErr == nil {
+		lastEvent = eventWritesSettled(ctx, s.Events)
 		// Let the scheduler write the events it still holds (locus records
 		// audit and locality events per pod) before stopping it, rather than
 		// cancel them; this is after the measured interval.
@@ -284,6 +286,12 @@ func measure(ctx context.Context, c *cluster, a arm, round int, opts options) (r
 		CPUSplit:         shares,
 	}
 	res.PodsPerSecond = float64(res.Pods) / res.Seconds
+	res.EventsByLastBind = eventsByLastBind
+	res.SecondsWithEvents = res.Seconds
+	if lastEvent.After(last) {
+		res.SecondsWithEvents = lastEvent.Sub(running).Seconds()
+	}
+	res.PodsPerSecondWithEvents = float64(res.Pods) / res.SecondsWithEvents
 	if workErr == nil {
 		work := workAfter.perPod(workBefore, res.Pods)
 		res.WorkPerPod = &work
