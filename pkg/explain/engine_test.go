@@ -123,10 +123,11 @@ func TestEvaluate(t *testing.T) {
 			pod:  pod("pay", "big-card", "3").Annotation(locusv1alpha1.AnnotationCompliance, "pci-dss").Node("").Obj(),
 			// pci has room; plain and small lack the certification, small also the CPUs.
 			wantBest: "pci",
+			// Compliance filters first (the shipped profile), then the defaults.
 			wantFailures: []string{
 				"plain: Compliance: missing certification pci-dss",
-				"small: NodeResourcesFit: Insufficient cpu",
 				"small: Compliance: missing certification pci-dss",
+				"small: NodeResourcesFit: Insufficient cpu",
 			},
 		},
 		{
@@ -134,12 +135,13 @@ func TestEvaluate(t *testing.T) {
 			pod:  pod("pay", "huge-card", "6").Annotation(locusv1alpha1.AnnotationCompliance, "pci-dss").Obj(),
 			wantFailures: []string{
 				"pci: NodeResourcesFit: Insufficient cpu",
-				"plain: NodeResourcesFit: Insufficient cpu",
 				"plain: Compliance: missing certification pci-dss",
-				"small: NodeResourcesFit: Insufficient cpu",
+				"plain: NodeResourcesFit: Insufficient cpu",
 				"small: Compliance: missing certification pci-dss",
+				"small: NodeResourcesFit: Insufficient cpu",
 			},
-			wantReason: "0/3 nodes are available: 3 NodeResourcesFit: Insufficient cpu",
+			// Each node counts by its first failure, as the scheduler reports.
+			wantReason: "0/3 nodes are available: 2 Compliance: missing certification pci-dss; 1 NodeResourcesFit: Insufficient cpu",
 		},
 		{
 			name: "over quota: rejected as a whole by BatchQuota",

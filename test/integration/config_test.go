@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 	schedconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
+	"k8s.io/kubernetes/pkg/scheduler/framework/plugins/names"
 	"sigs.k8s.io/yaml"
 
 	"locus.dev/locus/apis/config"
@@ -86,8 +88,23 @@ func TestSetupShippedConfigs(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Setup: %v", err)
 			}
-			if _, ok := sched.Profiles[plugins.SchedulerName]; !ok {
+			fw, ok := sched.Profiles[plugins.SchedulerName]
+			if !ok {
 				t.Fatalf("no %s profile; profiles: %v", plugins.SchedulerName, keys(sched.Profiles))
+			}
+			// Compliance filters first, once, and the default filters all
+			// still run after it.
+			var filters []string
+			for _, p := range fw.ListPlugins().Filter.Enabled {
+				filters = append(filters, p.Name)
+			}
+			if len(filters) == 0 || filters[0] != "Compliance" || slices.Index(filters[1:], "Compliance") >= 0 {
+				t.Errorf("Filter plugins %v: want Compliance first and only once", filters)
+			}
+			for _, want := range []string{names.NodeUnschedulable, names.NodeName, names.TaintToleration, names.NodeAffinity, names.NodePorts, names.NodeResourcesFit, "DataLocality", "BatchQuota"} {
+				if !slices.Contains(filters, want) {
+					t.Errorf("Filter plugins %v: %s is missing", filters, want)
+				}
 			}
 			var prof *schedconfig.KubeSchedulerProfile
 			for i := range cc.ComponentConfig.Profiles {
