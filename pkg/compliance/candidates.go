@@ -185,31 +185,39 @@ func spareKey(skip []string) string { return strings.Join(skip, ",") }
 // are absent; an empty map means every node scores the same. The map is
 // shared and must not be changed.
 func (x *nodeIndex) spareCounts(skip []string, now time.Time) map[string]int32 {
-	key := spareKey(skip)
+	return kept(x, x.spares, spareKey(skip), now, func() *spareCounts {
+		c := &spareCounts{validity: validity{gen: x.gen, from: now}, counts: map[string]int32{}}
+		for std, holders := range x.holders {
+			if slices.Contains(skip, std) {
+				continue
+			}
+			for node, h := range holders {
+				if h.state(now) == CertValid {
+					c.counts[node]++
+					c.counted(h)
+				}
+			}
+		}
+		return c
+	}).counts
+}
+
+// kept returns the answer kept in m under key while it holds at now, or
+// computes (with the index locked), keeps and returns a new one.
+func kept[T interface{ holds(uint64, time.Time) bool }](x *nodeIndex, m map[string]T, key string, now time.Time, compute func() T) T {
 	x.mu.RLock()
-	c := x.spares[key]
-	fresh := c != nil && c.holds(x.gen, now)
+	c, ok := m[key]
+	fresh := ok && c.holds(x.gen, now)
 	x.mu.RUnlock()
 	if fresh {
-		return c.counts
+		return c
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	c = &spareCounts{validity: validity{gen: x.gen, from: now}, counts: map[string]int32{}}
-	for std, holders := range x.holders {
-		if slices.Contains(skip, std) {
-			continue
-		}
-		for node, h := range holders {
-			if h.state(now) == CertValid {
-				c.counts[node]++
-				c.counted(h)
-			}
-		}
-	}
+	c = compute()
 	x.keepLocked()
-	x.spares[key] = c
-	return c.counts
+	m[key] = c
+	return c
 }
 
 // candidateKey names a set of requirements: their standards (sorted) and
@@ -222,20 +230,7 @@ func candidateKey(req *Requirements) string {
 // have told: every required standard validly certified, inside the
 // residency group. The set is shared and must not be changed.
 func (x *nodeIndex) candidates(req *Requirements, now time.Time) sets.Set[string] {
-	key := candidateKey(req)
-	x.mu.RLock()
-	c := x.answers[key]
-	fresh := c != nil && c.holds(x.gen, now)
-	x.mu.RUnlock()
-	if fresh {
-		return c.nodes
-	}
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	c = x.computeLocked(req, now)
-	x.keepLocked()
-	x.answers[key] = c
-	return c.nodes
+	return kept(x, x.answers, candidateKey(req), now, func() *candidates { return x.computeLocked(req, now) }).nodes
 }
 
 func (x *nodeIndex) computeLocked(req *Requirements, now time.Time) *candidates {
