@@ -2,6 +2,8 @@ package compliance
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,12 +44,17 @@ func lapsedGauge(t *testing.T) float64 {
 // waitTracked waits until the plugin tracks n regulated pods.
 func waitTracked(ctx context.Context, t *testing.T, pl *Compliance, n int) {
 	t.Helper()
-	if err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+	// Generous: the race detector on a loaded machine once took over 5 s
+	// here; a pod that is never tracked still fails the test.
+	if err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		pl.lapses.mu.Lock()
 		defer pl.lapses.mu.Unlock()
 		return len(pl.lapses.pods) == n, nil
 	}); err != nil {
-		t.Fatalf("the plugin does not track %d pods: %v", n, err)
+		pl.lapses.mu.Lock()
+		defer pl.lapses.mu.Unlock()
+		tracked := slices.Sorted(maps.Keys(pl.lapses.pods))
+		t.Fatalf("the plugin does not track %d pods: %v; it tracks %v", n, err, tracked)
 	}
 }
 
