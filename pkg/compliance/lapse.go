@@ -217,23 +217,26 @@ func (pl *Compliance) onPod(obj any) {
 	if !ok {
 		return
 	}
+	l := pl.lapses
+	// The requirements are read and acted on under the lock: the pod's
+	// handler and its namespace's (onNamespace, which reads them again when
+	// the namespace arrives) run on two goroutines, and a pod handler that
+	// had found no namespace could otherwise forget the pod just after the
+	// namespace's handler tracked it.
+	l.mu.Lock()
+	var w *lapseWarning
 	if pod.Spec.NodeName == "" || pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed {
-		metrics.ComplianceLapsedPods.Set(float64(pl.lapses.forget(pod.UID)))
-		return
-	}
-	req, err := pl.requirements(pod)
-	if err != nil || req.Empty() {
+		l.forgetLocked(pod.UID)
+	} else if req, err := pl.requirements(pod); err != nil || req.Empty() {
 		// A pod with malformed requirements is never placed by locus.
 		// A namespace not in the cache yet is read when it arrives
 		// (onNamespace).
-		metrics.ComplianceLapsedPods.Set(float64(pl.lapses.forget(pod.UID)))
-		return
+		l.forgetLocked(pod.UID)
+	} else {
+		w = pl.checkLocked(l.trackLocked(pod, req), pl.clock.Now(), pl.elected.IsLeader())
 	}
-	pl.lapses.mu.Lock()
-	rp := pl.lapses.trackLocked(pod, req)
-	w := pl.checkLocked(rp, pl.clock.Now(), pl.elected.IsLeader())
-	n := pl.lapses.nLapsed
-	pl.lapses.mu.Unlock()
+	n := l.nLapsed
+	l.mu.Unlock()
 	pl.report(n, w)
 }
 

@@ -41,6 +41,19 @@ func lapsedGauge(t *testing.T) float64 {
 	return v
 }
 
+// waitLapsedGauge waits until the lapsed-pods gauge reads want (the
+// plugin's node and pod handlers run after the informer's store, which
+// changeNode waits for, has the change) and returns what it reads last.
+func waitLapsedGauge(ctx context.Context, t *testing.T, want float64) float64 {
+	t.Helper()
+	got := lapsedGauge(t)
+	_ = wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		got = lapsedGauge(t)
+		return got == want, nil
+	})
+	return got
+}
+
 // waitTracked waits until the plugin tracks n regulated pods.
 func waitTracked(ctx context.Context, t *testing.T, pl *Compliance, n int) {
 	t.Helper()
@@ -54,7 +67,7 @@ func waitTracked(ctx context.Context, t *testing.T, pl *Compliance, n int) {
 		pl.lapses.mu.Lock()
 		defer pl.lapses.mu.Unlock()
 		tracked := slices.Sorted(maps.Keys(pl.lapses.pods))
-		t.Fatalf("the plugin does not track %d pods: %v; it tracks %v", n, err, tracked)
+		t.Fatalf("the plugin %p does not track %d pods: %v; it tracks %v", pl, n, err, tracked)
 	}
 }
 
@@ -89,7 +102,7 @@ func TestLapseOnLabelChange(t *testing.T) {
 	if got := nextEvent(recorder, 5*time.Second); got != want {
 		t.Fatalf("event %q, want %q", got, want)
 	}
-	if got := lapsedGauge(t); got != 1 {
+	if got := waitLapsedGauge(ctx, t, 1); got != 1 {
 		t.Errorf("locus_compliance_lapsed_pods = %v, want 1", got)
 	}
 
@@ -102,7 +115,7 @@ func TestLapseOnLabelChange(t *testing.T) {
 
 	// Certified again, then removed again: a new lapse, a new event.
 	changeNode(ctx, t, pl, "n1", setLabel(pciKey, "true"), hasLabel(pciKey, "true"))
-	if got := lapsedGauge(t); got != 0 {
+	if got := waitLapsedGauge(ctx, t, 0); got != 0 {
 		t.Errorf("locus_compliance_lapsed_pods = %v after the node qualifies again, want 0", got)
 	}
 	changeNode(ctx, t, pl, "n1", removeLabel(pciKey), lacksLabel(pciKey))
@@ -172,7 +185,7 @@ func TestLapseEventsFromTheLeaderOnly(t *testing.T) {
 	if e := nextEvent(recorder, 200*time.Millisecond); e != "" {
 		t.Fatalf("a standby recorded %q", e)
 	}
-	if got := lapsedGauge(t); got != 1 {
+	if got := waitLapsedGauge(ctx, t, 1); got != 1 {
 		t.Errorf("locus_compliance_lapsed_pods = %v on the standby, want 1", got)
 	}
 	elected.Lead()
@@ -199,7 +212,7 @@ func TestLapsesForgetDeletedPodsAndNodes(t *testing.T) {
 		pods: []*v1.Pod{boundPod("a", "n1", ann), boundPod("b", "n1", ann), boundPod("c", "n1", ann), boundPod("d", "n2", ann)},
 	})
 	waitTracked(ctx, t, pl, 4)
-	if got := lapsedGauge(t); got != 1 {
+	if got := waitLapsedGauge(ctx, t, 1); got != 1 {
 		t.Errorf("locus_compliance_lapsed_pods = %v, want 1 (d on uncertified n2)", got)
 	}
 	if got := pl.index.metricStandard("pci-dss"); got != "pci-dss" {
@@ -239,7 +252,7 @@ func TestLapsesForgetDeletedPodsAndNodes(t *testing.T) {
 	if got := pl.index.metricStandard("pci-dss"); got != otherStandard {
 		t.Errorf("metricStandard(pci-dss) = %q after the only node carrying it was deleted, want %q", got, otherStandard)
 	}
-	if got := lapsedGauge(t); got != 0 {
+	if got := waitLapsedGauge(ctx, t, 0); got != 0 {
 		t.Errorf("locus_compliance_lapsed_pods = %v, want 0", got)
 	}
 }
