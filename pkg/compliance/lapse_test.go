@@ -57,8 +57,9 @@ func waitLapsedGauge(ctx context.Context, t *testing.T, want float64) float64 {
 // waitTracked waits until the plugin tracks n regulated pods.
 func waitTracked(ctx context.Context, t *testing.T, pl *Compliance, n int) {
 	t.Helper()
-	// Generous: the race detector on a loaded machine once took over 5 s
-	// here; a pod that is never tracked still fails the test.
+	// Generous for the race detector on a loaded machine; a pod that is
+	// never tracked (as when the pod's and its namespace's handlers undid
+	// each other) still fails the test.
 	if err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		pl.lapses.mu.Lock()
 		defer pl.lapses.mu.Unlock()
