@@ -72,8 +72,15 @@ func (v *validity) holds(gen uint64, now time.Time) bool {
 
 // counted narrows the answer's validity to a certification it counted valid.
 func (v *validity) counted(h heldCert) {
-	if !h.forever && (v.until.IsZero() || h.until.Before(v.until)) {
-		v.until = h.until
+	if !h.forever {
+		v.expiresBy(h.until)
+	}
+}
+
+// expiresBy narrows the answer's validity to end by until (zero: no end).
+func (v *validity) expiresBy(until time.Time) {
+	if !until.IsZero() && (v.until.IsZero() || until.Before(v.until)) {
+		v.until = until
 	}
 }
 
@@ -267,9 +274,7 @@ nodes:
 			v.counted(h)
 		}
 		c.nodes.Insert(node)
-		if !v.until.IsZero() {
-			c.counted(heldCert{until: v.until})
-		}
+		c.expiresBy(v.until)
 	}
 	return c
 }
