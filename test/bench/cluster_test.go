@@ -284,8 +284,6 @@ func (w *bindWatch) pending(max int) []string {
 
 func (w *bindWatch) stop() { w.cancel() }
 
-// settleEvents waits, up to 20s, until the number of events in the
-// namespaces stops growing for half a second, and returns that number.
 // eventWritesSettled waits until the scheduler has written no event for a
 // second (at most 30 seconds) and returns when its last write returned.
 func eventWritesSettled(ctx context.Context, w *testenv.EventWrites) time.Time {
@@ -302,6 +300,8 @@ func eventWritesSettled(ctx context.Context, w *testenv.EventWrites) time.Time {
 	return last
 }
 
+// settleEvents waits, up to 20s, until the number of events in the
+// namespaces stops growing for half a second, and returns that number.
 func (c *cluster) settleEvents(ctx context.Context, namespaces []string) int {
 	count := func() int {
 		n := 0
