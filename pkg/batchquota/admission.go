@@ -56,23 +56,31 @@ func (pl *BatchQuota) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 			return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf(ErrReasonPodGroupNotFoundFmt, pod.Namespace, name))
 		}
 		if isMember(pod, pg) {
+			key := gangKey(pod.Namespace, name)
 			members := pl.gangPods(pod.Namespace, pg)
 			s.gang = pl.gangFor(pg, members)
-			if until, ok := pl.gangs.BackingOff(gangKey(pod.Namespace, name), pl.clock()); ok {
+			if until, ok := pl.gangs.BackingOff(key, pl.clock()); ok {
 				// A timer activates the gang when the backoff ends.
 				return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
 					fmt.Sprintf(ErrReasonGangBackoffFmt, name, until.UTC().Format(time.RFC3339)))
 			}
-			if n := len(members); n < int(pg.Spec.MinMember) {
-				if counted, complete := pl.cache.GangMembers(pod.Namespace, name); !complete || counted == 0 {
-					// More pods must be created (or ungated); evicting
-					// others cannot help. The member that completes the gang
-					// is admitted, and its Reserve brings this one back
-					// (activateSiblings); kube-scheduler 1.34 runs no
-					// queueing hints for an unscheduled pod's creation.
+			if pl.tooFewPods(pod.Namespace, pg, len(members)) {
+				// More pods must be created (or ungated); evicting others
+				// cannot help, and kube-scheduler 1.34 runs no queueing
+				// hint for an unscheduled pod's creation: the member that
+				// brings the gang to minMember activates this one
+				// (onMemberArrived). It is remembered before the pods are
+				// counted again: a member that the first count missed is
+				// either in the second or, its handler running after the
+				// store holds it, finds this one remembered.
+				pl.short.Add(key, pod)
+				members = pl.gangPods(pod.Namespace, pg)
+				if n := len(members); pl.tooFewPods(pod.Namespace, pg, n) {
 					return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
 						fmt.Sprintf(ErrReasonGangIncompleteFmt, name, n, pg.Spec.MinMember))
 				}
+				pl.short.Forget(pod.UID)
+				s.gang = pl.gangFor(pg, members)
 			}
 		}
 	}
@@ -95,6 +103,17 @@ func (pl *BatchQuota) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 		return nil, fwk.NewStatus(fwk.Unschedulable, rej.Message)
 	}
 	return nil, nil
+}
+
+// tooFewPods: a gang with n schedulable pods, fewer than its minMember,
+// cannot be placed unless enough of its members are placed already (a gang
+// that completed keeps admitting members, as a driver's executors).
+func (pl *BatchQuota) tooFewPods(ns string, pg *schedv1alpha1.PodGroup, n int) bool {
+	if n >= int(pg.Spec.MinMember) {
+		return false
+	}
+	counted, complete := pl.cache.GangMembers(ns, pg.Name)
+	return !complete || counted == 0
 }
 
 // gangPods lists the gang's members that can be scheduled: existing, not
@@ -181,6 +200,7 @@ func (pl *BatchQuota) Reserve(ctx context.Context, cycleState fwk.CycleState, po
 	if s.gang == nil {
 		return nil
 	}
+	pl.short.Forget(pod.UID)
 	members, complete := pl.cache.GangMembers(pod.Namespace, s.gang.Name)
 	if !complete {
 		pl.gangs.Reserved(gangKey(pod.Namespace, s.gang.Name), members, pl.clock())

@@ -136,6 +136,7 @@ type BatchQuota struct {
 	gangs   *gang.Tracker
 	blocked *gang.Blocked
 	early   *gang.Early
+	short   *gang.Short
 	// warned remembers the quotas warned of MultipleQuotas, by UID.
 	warned *gang.Set
 	// unserved holds the custom resources (by their event name) that the
@@ -259,6 +260,7 @@ func newPlugin(ctx context.Context, args config.BatchQuotaArgs, h framework.Hand
 		gangs:         gang.NewTracker(),
 		blocked:       gang.NewBlocked(),
 		early:         gang.NewEarly(),
+		short:         gang.NewShort(),
 		warned:        gang.NewSet(),
 		reclaimedPods: quota.NewReclaimed(time.Minute),
 	}

@@ -39,8 +39,14 @@ func (pl *BatchQuota) addHandlers(eqs, pgs, pods cache.SharedIndexInformer) ([]c
 		pl.byGroup = pods.GetIndexer()
 	}
 	podHandler, err := pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    pl.onPod,
-		UpdateFunc: func(_, obj interface{}) { pl.onPod(obj) },
+		AddFunc: func(obj interface{}) {
+			pl.onPod(obj)
+			pl.onMemberArrived(nil, obj)
+		},
+		UpdateFunc: func(old, obj interface{}) {
+			pl.onPod(obj)
+			pl.onMemberArrived(old, obj)
+		},
 		DeleteFunc: pl.onPodDelete,
 	})
 	if err != nil {
@@ -145,6 +151,37 @@ func (pl *BatchQuota) onPod(obj interface{}) {
 	g, _ := pl.gangOf(pod)
 	pl.cache.AddBoundPod(pod.UID, pod.Namespace, req, g)
 	pl.blocked.Forget(pod.UID)
+	pl.short.Forget(pod.UID)
+}
+
+// onMemberArrived activates the members of a gang that were turned away
+// because it had fewer pods than its minMember, once a new member (created,
+// or its last scheduling gate removed) brings it there. Neither the
+// scheduler (no queueing hint runs for an unscheduled pod's creation) nor a
+// reservation brings them back otherwise: a member turned away after the
+// gang's first reservation (its pods replaced meanwhile, say) would wait
+// until the gang timed out.
+func (pl *BatchQuota) onMemberArrived(old, obj interface{}) {
+	pod, ok := obj.(*v1.Pod)
+	if !ok || pod.Spec.NodeName != "" || len(pod.Spec.SchedulingGates) > 0 {
+		return
+	}
+	if was, ok := old.(*v1.Pod); ok && len(was.Spec.SchedulingGates) == 0 {
+		return // a member already, updated
+	}
+	name := pod.Labels[schedv1alpha1.PodGroupLabel]
+	key := gangKey(pod.Namespace, name)
+	if name == "" || !pl.short.Waiting(key) {
+		return
+	}
+	pg, err := pl.groups.PodGroups(pod.Namespace).Get(name)
+	if err != nil || len(pl.gangPods(pod.Namespace, pg)) < int(pg.Spec.MinMember) {
+		return
+	}
+	if pods := pl.short.Take(key); len(pods) > 0 {
+		pl.logger.V(4).Info("a new member completes the gang's pods; members turned away for too few pods try again", "pod", klog.KObj(pod), "gang", name, "members", len(pods))
+		pl.handle.Activate(pl.logger, pods)
+	}
 }
 
 func (pl *BatchQuota) onPodDelete(obj interface{}) {
@@ -158,6 +195,7 @@ func (pl *BatchQuota) onPodDelete(obj interface{}) {
 	ns, counted := pl.cache.Counted(pod.UID)
 	pl.cache.RemovePod(pod.UID)
 	pl.blocked.Forget(pod.UID)
+	pl.short.Forget(pod.UID)
 	pl.forgetQueuedShare(pod)
 	if !counted {
 		return
@@ -263,6 +301,7 @@ func (pl *BatchQuota) onPodGroupDelete(obj interface{}) {
 	}
 	pl.cache.DropGang(pg.Namespace, pg.Name)
 	pl.gangs.Forget(gangKey(pg.Namespace, pg.Name))
+	pl.short.ForgetGang(gangKey(pg.Namespace, pg.Name))
 	pl.queuedShares.Delete(newShareKey(pg.Namespace, "", pg.Name))
 	pl.waitingMembers(pg.Namespace, pg.Name, func(wp framework.WaitingPod) {
 		wp.Reject(Name, fmt.Sprintf(ErrReasonPodGroupDeletedFmt, pg.Namespace, pg.Name))

@@ -1,6 +1,9 @@
 package batchquota
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +11,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/component-base/metrics/legacyregistry"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -101,7 +105,11 @@ func TestGangStateLeavesWithItsPodGroup(t *testing.T) {
 	}
 	env.pl.gangs.Reserved(gangKey(ns, "train"), 1, env.now)
 	env.pl.gangs.BackOff(gangKey(ns, "train"), env.now)
+	env.pl.short.Add(gangKey(ns, "train"), bqMember(ns, "m2", "train", 1).Obj())
 	env.pl.onPodGroupDelete(cache.DeletedFinalStateUnknown{Key: ns + "/train", Obj: pg})
+	if n := env.pl.short.Len(); n != 0 {
+		t.Errorf("%d members remembered as short after their PodGroup was deleted", n)
+	}
 	env.pl.onPodDelete(m1)
 	if n := env.pl.gangs.Len(); n != 0 {
 		t.Errorf("tracker remembers %d gangs after the PodGroup was deleted", n)
@@ -231,5 +239,69 @@ func TestPreFilterCatchesUpWithDeletions(t *testing.T) {
 	}
 	if env.pl.cache.HasPod("team-a/deleted") || !env.pl.cache.HasPod(kept.UID) {
 		t.Error("PreFilter should uncount the deleted pod and keep the existing one")
+	}
+}
+
+// A member turned away because its gang had too few pods comes back when a
+// new member brings the gang to minMember, even when the gang's first
+// member was reserved before (its Reserve brought the siblings back once,
+// and no queueing hint runs for an unscheduled pod's creation). Seen with a
+// member replaced while its siblings waited at Permit: the member tried in
+// between found the gang short and waited until the gang timed out. A
+// scheduling-gated member does not count until its gates are removed.
+func TestNewMemberBringsBackMembersTurnedAwayShort(t *testing.T) {
+	const ns = "team-a"
+	m := make([]*v1.Pod, 4)
+	for i := range m {
+		m[i] = bqMember(ns, fmt.Sprintf("m%d", i), "job", 1).Obj()
+	}
+	env := newBQ(t, bqSetup{groups: []*schedv1alpha1.PodGroup{bqGroup(ns, "job", 4, nil)}, pods: m})
+	for _, p := range m[:2] {
+		state := env.preFiltered(t, p)
+		env.pl.Reserve(env.ctx, state, p, "n1")
+	}
+	// m3 is lost, to be replaced as a controller replaces a pod.
+	if err := env.cs.CoreV1().Pods(ns).Delete(env.ctx, m[3].Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(env.ctx, time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		_, err := env.pl.pods.Pods(ns).Get(m[3].Name)
+		return err != nil, nil
+	}); err != nil {
+		t.Fatalf("deleted m3 stays in the plugin's informer: %v", err)
+	}
+	if st := env.attempt(m[2]); st.Code() != fwk.UnschedulableAndUnresolvable || st.Message() != "gang job has 3 of its minMember 4 pods" {
+		t.Fatalf("PreFilter(m2) with 3 pods of 4 = %v, want UnschedulableAndUnresolvable, too few pods", st)
+	}
+	env.activations()
+
+	gated := bqMember(ns, "m4", "job", 1).SchedulingGates([]string{"example.com/hold"}).Obj()
+	env.create(t, gated)
+	// The plugin's handler hears of pods in order: once it has counted
+	// this bound pod, it has seen the gated member.
+	env.create(t, bqPod(ns, "marker", 1).Node("n2").Obj())
+	if got := env.activations(); len(got) != 0 {
+		t.Errorf("a scheduling-gated member activated %v; it does not count yet", got)
+	}
+	ungated := gated.DeepCopy()
+	ungated.Spec.SchedulingGates = nil
+	if _, err := env.cs.CoreV1().Pods(ns).Update(env.ctx, ungated, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := wait.PollUntilContextTimeout(env.ctx, 5*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		got = append(got, env.activations()...)
+		return len(got) > 0, nil
+	}); err != nil {
+		t.Fatalf("the member that brought the gang to minMember activated nothing: %v", err)
+	}
+	if want := []string{ns + "/m2"}; !slices.Equal(got, want) {
+		t.Errorf("activated %v, want %v", got, want)
+	}
+	if n := env.pl.short.Len(); n != 0 {
+		t.Errorf("%d members still remembered as short after their activation", n)
+	}
+	if st := env.attempt(m[2]); !st.IsSuccess() && !st.IsSkip() {
+		t.Errorf("PreFilter(m2) with 4 pods of 4 = %v", st)
 	}
 }

@@ -278,10 +278,10 @@ func recreatePodGroup(ctx context.Context, t *testing.T, e *quotaEnv, steady *st
 	// whole, without waiting out the deleted one's schedule timeout. (The
 	// earlier runs go first: with members of the PodGroup bound, the gang
 	// would be complete, and later members pass Permit at once, as a
-	// driver's executors do. The member that fits no node is created
-	// first: a member turned away while its gang had too few pods is tried
-	// again only when the last one is reserved, and the others then reach
-	// Permit.)
+	// driver's executors do.) A member tried again between the unfit one's
+	// deletion and its replacement finds the gang a pod short; the
+	// replacement brings it back (once, a race here left it to wait out
+	// the new gang's timeout, and the gang bound after 30 s).
 	for _, run := range []string{"run1", "run2", "run3"} {
 		runs.retire(run)
 		for i := 0; i < size; i++ {
@@ -304,7 +304,7 @@ func recreatePodGroup(ctx context.Context, t *testing.T, e *quotaEnv, steady *st
 	took := time.Since(start)
 	t.Logf("run 4: the gang bound whole %v after its PodGroup was recreated", took.Round(100*time.Millisecond))
 	if took > timeout*time.Second {
-		t.Errorf("run 4 took %v to bind, more than the schedule timeout (%ds): the deleted PodGroup's members held on at Permit", took.Round(100*time.Millisecond), timeout)
+		t.Errorf("run 4 took %v to bind, more than the schedule timeout (%ds): the gang waited out a timeout", took.Round(100*time.Millisecond), timeout)
 	}
 	evs, err := e.Client.EventsV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "reason=" + locusv1alpha1.EventReasonGangTimeout})
 	if err != nil {

@@ -188,6 +188,90 @@ func (b *Blocked) Len() int {
 	return len(b.pods)
 }
 
+// Short remembers, per gang ("namespace/name"), the members turned away
+// because the gang had fewer pods than its minMember. Only another member
+// (created, or its scheduling gates removed) can let them in, and
+// kube-scheduler runs no queueing hint for an unscheduled pod's creation:
+// the plugin takes them when a new member brings the gang to minMember.
+type Short struct {
+	mu    sync.Mutex
+	gangs map[string]map[types.UID]*v1.Pod
+	keys  map[types.UID]string
+}
+
+// NewShort returns an empty set.
+func NewShort() *Short {
+	return &Short{gangs: map[string]map[types.UID]*v1.Pod{}, keys: map[types.UID]string{}}
+}
+
+// Add remembers pod as a member of gang key turned away for too few pods.
+func (s *Short) Add(key string, pod *v1.Pod) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.forget(pod.UID)
+	if s.gangs[key] == nil {
+		s.gangs[key] = map[types.UID]*v1.Pod{}
+	}
+	s.gangs[key][pod.UID] = pod
+	s.keys[pod.UID] = key
+}
+
+// Waiting reports whether any member of gang key is remembered.
+func (s *Short) Waiting(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.gangs[key]) > 0
+}
+
+// Take returns gang key's members, keyed as the framework's Activate wants
+// them, and forgets them.
+func (s *Short) Take(key string) map[string]*v1.Pod {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]*v1.Pod{}
+	for uid, p := range s.gangs[key] {
+		out[p.Namespace+"/"+p.Name] = p
+		delete(s.keys, uid)
+	}
+	delete(s.gangs, key)
+	return out
+}
+
+// Forget drops a pod (reserved, placed or deleted).
+func (s *Short) Forget(uid types.UID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.forget(uid)
+}
+
+func (s *Short) forget(uid types.UID) {
+	key, ok := s.keys[uid]
+	if !ok {
+		return
+	}
+	delete(s.keys, uid)
+	if delete(s.gangs[key], uid); len(s.gangs[key]) == 0 {
+		delete(s.gangs, key)
+	}
+}
+
+// ForgetGang drops a gang's members (its PodGroup was deleted).
+func (s *Short) ForgetGang(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for uid := range s.gangs[key] {
+		delete(s.keys, uid)
+	}
+	delete(s.gangs, key)
+}
+
+// Len is how many pods are remembered.
+func (s *Short) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.keys)
+}
+
 // Early holds the pods turned away before the quota counts were complete.
 type Early struct {
 	mu   sync.Mutex

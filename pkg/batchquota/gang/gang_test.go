@@ -72,10 +72,39 @@ func TestBlockedFreed(t *testing.T) {
 	}
 }
 
+// Short members are taken per gang, once; a pod moves between gangs (its
+// label changed) without staying in the old one; every way out empties it.
+func TestShort(t *testing.T) {
+	s := NewShort()
+	a1, a2, b1 := pod("ns", "a1"), pod("ns", "a2"), pod("ns", "b1")
+	s.Add("ns/a", a1)
+	s.Add("ns/a", a2)
+	s.Add("ns/b", b1)
+	if !s.Waiting("ns/a") || s.Waiting("ns/c") {
+		t.Errorf("Waiting(a) = %v, Waiting(c) = %v; want true, false", s.Waiting("ns/a"), s.Waiting("ns/c"))
+	}
+	if got := s.Take("ns/a"); len(got) != 2 || got["ns/a1"] != a1 || got["ns/a2"] != a2 {
+		t.Errorf("Take(a) = %v, want a1 and a2", got)
+	}
+	if got := s.Take("ns/a"); len(got) != 0 || s.Waiting("ns/a") {
+		t.Errorf("second Take(a) = %v, want nothing", got)
+	}
+	s.Add("ns/c", b1) // relabelled
+	if s.Waiting("ns/b") || !s.Waiting("ns/c") || s.Len() != 1 {
+		t.Errorf("after moving b1 to c: Waiting(b) %v, Waiting(c) %v, Len %d", s.Waiting("ns/b"), s.Waiting("ns/c"), s.Len())
+	}
+	s.Forget(b1.UID)
+	s.Add("ns/d", a1)
+	s.ForgetGang("ns/d")
+	if s.Len() != 0 || len(s.gangs) != 0 {
+		t.Errorf("left over: %d pods, gangs %v", s.Len(), s.gangs)
+	}
+}
+
 // The plugin's handlers, scheduling cycles and status writer use these
 // concurrently; run with -race.
 func TestConcurrentUse(t *testing.T) {
-	tr, b, e, s := NewTracker(), NewBlocked(), NewEarly(), NewSet()
+	tr, b, e, s, sh := NewTracker(), NewBlocked(), NewEarly(), NewSet(), NewShort()
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
 		wg.Add(1)
@@ -92,7 +121,13 @@ func TestConcurrentUse(t *testing.T) {
 				_ = b.Freed("ns", true)
 				e.Add(p)
 				s.Insert(p.UID)
+				sh.Add(key, p)
+				_ = sh.Waiting(key)
+				if i%3 == 0 {
+					_ = sh.Take(key)
+				}
 				b.Forget(p.UID)
+				sh.Forget(p.UID)
 				s.Delete(p.UID)
 				tr.Forget(key)
 			}
@@ -100,7 +135,7 @@ func TestConcurrentUse(t *testing.T) {
 		}(w)
 	}
 	wg.Wait()
-	if b.Len() != 0 || s.Len() != 0 || tr.Len() != 0 {
-		t.Errorf("left over: blocked %d, set %d, tracker %d", b.Len(), s.Len(), tr.Len())
+	if b.Len() != 0 || s.Len() != 0 || tr.Len() != 0 || sh.Len() != 0 {
+		t.Errorf("left over: blocked %d, set %d, tracker %d, short %d", b.Len(), s.Len(), tr.Len(), sh.Len())
 	}
 }
